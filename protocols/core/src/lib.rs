@@ -1,0 +1,1 @@
+//! dcmms-protocols-core
