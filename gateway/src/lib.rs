@@ -1,1 +1,15 @@
-//! dcmms-gateway
+//! The dCMMS gateway daemon: polls field devices, keeps every sample in a
+//! crash-safe ring buffer, and ships the buffer to the hub over MQTT/TLS.
+//!
+//! Layout: [`config`] (the TOML reference), [`pipeline`] (drivers -> ring
+//! buffer), [`ring`] (the redb ring buffer), [`uplink`] (ring buffer -> hub),
+//! [`http`] (health, status, metrics), [`daemon`] (wiring and ordered
+//! shutdown).
+
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod ring;
+pub mod uplink;

@@ -1,0 +1,220 @@
+//! Wiring of the daemon and its ordered shutdown: stop the drivers, let the
+//! pipeline commit what it holds, close the uplink, then the HTTP server.
+
+use crate::config::LoadedConfig;
+use crate::http::{self, AppState};
+use crate::pipeline::{self, Interner, PipelineConfig};
+use crate::ring::RingBuffer;
+use crate::uplink::{self, UplinkHealth, UplinkSettings};
+use anyhow::Context;
+use dcmms_protocols_core::Driver;
+use dcmms_shared::wire::{DeviceHealth, GatewayStatus};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Opens the buffer and builds every driver, without starting anything
+/// (also what `--check-config` runs, against a scratch copy of nothing).
+pub fn build_drivers(
+    cfg: &LoadedConfig,
+    interner: &mut Interner,
+) -> anyhow::Result<Vec<Box<dyn Driver>>> {
+    cfg.config
+        .modbus
+        .iter()
+        .map(|d| {
+            dcmms_modbus::build(d, &cfg.dir, interner)
+                .with_context(|| format!("{}: modbus device {:?}", cfg.path.display(), d.name))
+        })
+        .collect()
+}
+
+/// Runs the gateway until `cancel` fires, then shuts down in order.
+pub async fn run(
+    cfg: LoadedConfig,
+    ready_file: Option<&Path>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = crate::metrics::install();
+    let started_ms = pipeline::now_ms();
+    let state_dir = cfg.state_dir();
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    let ring_cfg = cfg.ring_config();
+    let ring_path = ring_cfg.path.clone();
+    let ring = Arc::new(
+        RingBuffer::open(ring_cfg)
+            .with_context(|| format!("cannot open the buffer {}", ring_path.display()))?,
+    );
+    let opened = ring.stats();
+    tracing::info!(
+        path = %ring_path.display(),
+        blocks = opened.blocks,
+        bytes = opened.bytes,
+        next_seq = opened.next_seq,
+        "buffer open"
+    );
+
+    let mut interner = Interner::from_catalog(ring.catalog()?);
+    let drivers = build_drivers(&cfg, &mut interner)?;
+    interner.persist(&ring)?;
+    tracing::info!(
+        devices = drivers.len(),
+        points = interner.len(),
+        "drivers built"
+    );
+
+    let devices: Arc<Vec<_>> = Arc::new(
+        drivers
+            .iter()
+            .map(|d| (d.device().to_owned(), d.stats()))
+            .collect(),
+    );
+    let uplink_health = Arc::new(UplinkHealth::default());
+    let state = AppState {
+        site: cfg.config.site.clone(),
+        gateway: cfg.config.gateway.clone(),
+        ring: ring.clone(),
+        uplink: uplink_health.clone(),
+        devices: devices.clone(),
+        metrics,
+        started_ms,
+    };
+
+    let listener = tokio::net::TcpListener::bind(cfg.config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.config.http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let http_cancel = CancellationToken::new();
+    let http_task = {
+        let c = http_cancel.clone();
+        let app = http::app(state.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(c.cancelled_owned())
+                .await
+        })
+    };
+    tracing::info!(%http_addr, "status and metrics at http://{http_addr}/api/v1/status");
+
+    // Drivers -> pipeline.
+    let (tx, rx) = mpsc::channel(1024);
+    let (committed_tx, committed_rx) = watch::channel(opened.next_seq.saturating_sub(1));
+    let drivers_cancel = CancellationToken::new();
+    let mut driver_tasks = Vec::new();
+    for d in drivers {
+        driver_tasks.push(tokio::spawn(d.run(tx.clone(), drivers_cancel.clone())));
+    }
+    drop(tx);
+    let b = &cfg.config.buffer;
+    let mut pipeline_task = tokio::spawn(pipeline::run(
+        ring.clone(),
+        rx,
+        committed_tx,
+        PipelineConfig {
+            commit_interval: Duration::from_millis(b.commit_interval_ms),
+            max_block_samples: b.max_block_samples,
+        },
+    ));
+
+    let u = &cfg.config.uplink;
+    let settings = UplinkSettings {
+        site: cfg.config.site.clone(),
+        gateway: cfg.config.gateway.clone(),
+        host: u.host.clone(),
+        port: u.port,
+        bundle_dir: cfg.resolve(&u.bundle_dir),
+        max_in_flight: u.max_in_flight,
+        resend_after: Duration::from_millis(u.resend_after_ms),
+        keep_alive: Duration::from_secs(u.keep_alive_s),
+        status_interval: Duration::from_secs(u.status_interval_s),
+        backoff_min: Duration::from_millis(u.backoff_min_ms),
+        backoff_max: Duration::from_millis(u.backoff_max_ms),
+    };
+    let status_state = state.clone();
+    let status_fn: uplink::StatusFn = Arc::new(move || gateway_status(&status_state));
+    let uplink_cancel = CancellationToken::new();
+    let uplink_task = tokio::spawn(uplink::run(
+        settings,
+        ring.clone(),
+        committed_rx,
+        status_fn,
+        uplink_health,
+        uplink_cancel.clone(),
+    ));
+
+    if let Some(path) = ready_file {
+        write_ready_file(path, http_addr)?;
+    }
+    tracing::info!("gateway ready");
+
+    let mut pipeline_result = None;
+    tokio::select! {
+        _ = cancel.cancelled() => tracing::info!("shutting down"),
+        r = &mut pipeline_task => {
+            tracing::error!("pipeline stopped unexpectedly");
+            pipeline_result = Some(r);
+        }
+    }
+    drivers_cancel.cancel();
+    for t in driver_tasks {
+        let _ = t.await;
+    }
+    let pipeline_result = match pipeline_result {
+        Some(r) => r,
+        None => pipeline_task.await,
+    };
+    uplink_cancel.cancel();
+    match uplink_task.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "uplink failed"),
+        Err(e) => tracing::error!(error = %e, "uplink task panicked"),
+        Ok(Ok(())) => {}
+    }
+    http_cancel.cancel();
+    let _ = http_task.await;
+    let s = ring.stats();
+    tracing::info!(
+        blocks = s.blocks,
+        next_seq = s.next_seq,
+        "gateway stopped; buffer committed"
+    );
+    pipeline_result
+        .context("pipeline task")?
+        .context("pipeline")
+}
+
+fn gateway_status(state: &AppState) -> GatewayStatus {
+    let s = state.ring.stats();
+    GatewayStatus {
+        ts_ms: pipeline::now_ms(),
+        online: true,
+        software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        buffer_blocks: s.blocks,
+        buffer_bytes: s.bytes,
+        oldest_ts_ms: s.oldest_ts_ms,
+        next_seq: s.next_seq,
+        acked_through: s.acked_through,
+        dropped_blocks: s.dropped_blocks,
+        dropped_samples: s.dropped_samples,
+        devices: state
+            .device_snapshots()
+            .into_iter()
+            .map(|(name, d)| DeviceHealth {
+                name,
+                connected: d.connected,
+                polls: d.polls_ok + d.polls_failed,
+                errors: d.polls_failed,
+            })
+            .collect(),
+    }
+}
+
+fn write_ready_file(path: &Path, http: std::net::SocketAddr) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let body = serde_json::json!({ "http": http.to_string() }).to_string();
+    std::fs::write(&tmp, body).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `dcmms-gateway`: the site gateway daemon.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dcmms_gateway::config::LoadedConfig;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+const EXAMPLE_CONFIG: &str = include_str!("../examples/gateway.toml");
+
+#[derive(Parser)]
+#[command(name = "dcmms-gateway", version, about = "dCMMS Edge site gateway")]
+struct Cli {
+    /// Configuration file (TOML). See `dcmms-gateway generate-config`.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Validate the configuration (and build every driver) then exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Once listening, write `{"http": "ADDR"}` here (for scripts and tests).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print an annotated example configuration.
+    GenerateConfig,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttc=warn".into()),
+        )
+        .init();
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::GenerateConfig) = cli.command {
+        print!("{EXAMPLE_CONFIG}");
+        return Ok(());
+    }
+    let path = cli.config.context("--config FILE is required")?;
+    let cfg = LoadedConfig::load(&path)?;
+    if cli.check_config {
+        let mut interner = dcmms_gateway::pipeline::Interner::default();
+        let drivers = dcmms_gateway::daemon::build_drivers(&cfg, &mut interner)?;
+        dcmms_gateway::uplink::tls::client_config(&cfg.resolve(&cfg.config.uplink.bundle_dir))
+            .context("uplink certificate bundle")?;
+        println!(
+            "{}: ok ({} devices, {} points)",
+            path.display(),
+            drivers.len(),
+            interner.len()
+        );
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            c.cancel();
+        });
+        dcmms_gateway::daemon::run(cfg, cli.ready_file.as_deref(), cancel).await
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,135 @@
+//! `dcmms-hub`: runs the hub, checks its configuration, prints the default
+//! configuration, and enrols gateways.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dcmms_hub::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dcmms-hub",
+    version,
+    about = "dCMMS fleet hub: MQTT ingress, telemetry storage, REST API"
+)]
+struct Cli {
+    /// Configuration file (see `dcmms-hub generate-config`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the configuration and exit (0 when valid).
+    #[arg(long)]
+    check_config: bool,
+    /// Once every listener is bound, write {"api": .., "mqtt": .., "ca": ..}
+    /// to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the annotated default configuration.
+    GenerateConfig,
+    /// Issue a client certificate for a gateway (creates the hub CA on
+    /// first use) and write ca.pem, cert.pem and key.pem to --out.
+    Enroll {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        gateway: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace an existing key.pem in --out.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dcmms-hub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::GenerateConfig) => {
+            print!("{}", dcmms_hub::DEFAULT_CONFIG_TOML);
+            Ok(())
+        }
+        Some(Command::Enroll {
+            config,
+            site,
+            gateway,
+            out,
+            force,
+        }) => {
+            let config = Config::load(&config)?;
+            let files = dcmms_hub::enroll(&config.state_dir, &site, &gateway, &out, force)
+                .with_context(|| format!("enrolling {site}/{gateway}"))?;
+            println!(
+                "enrolled {site}/{gateway} (tenant {}): {}, {}, {}",
+                files.tenant,
+                files.ca.display(),
+                files.cert.display(),
+                files.key.display()
+            );
+            Ok(())
+        }
+        None => {
+            let path = cli.config.context(
+                "--config FILE is required (print a default one with `dcmms-hub generate-config`)",
+            )?;
+            let config = Config::load(&path)?;
+            if cli.check_config {
+                println!("{}: ok", path.display());
+                return Ok(());
+            }
+            init_tracing();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("hub")
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(serve(config, cli.ready_file))
+        }
+    }
+}
+
+async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let hub = dcmms_hub::start(config).await?;
+    if let Some(path) = &ready_file {
+        hub.write_ready_file(path)?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = hub.stopping() => {}
+    }
+    // Bounded: an HTTP client that never finishes must not hold the exit.
+    match tokio::time::timeout(std::time::Duration::from_secs(30), hub.shutdown()).await {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("shutdown did not finish within 30 s"),
+    }
+    Ok(())
+}

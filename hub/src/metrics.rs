@@ -1,0 +1,333 @@
+//! The hub's internal telemetry: every counter and histogram in one place,
+//! rendered for Prometheus at `GET /metrics`.
+//!
+//! Each running hub owns its recorder (no process-global state), so several
+//! hubs in one test process keep separate counts. Label values come from
+//! closed enums, never from peer input, so cardinality stays bounded.
+
+use dcmms_shared::TopicKind;
+use metrics::{Counter, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::Arc;
+
+static META: Metadata<'static> = Metadata::new("dcmms_hub", Level::INFO, Some(module_path!()));
+
+/// Why an inbound message was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// Topic outside `/tenants/{t}/dcmms/v1/{site}/{gw}/{kind}` or bad names.
+    BadTopic,
+    /// Topic whose tenant does not own its site/gateway (one gateway trying
+    /// to act as another within its own tenant prefix).
+    TenantMismatch,
+    /// Payload that is not a valid envelope or body.
+    BadPayload,
+    /// Message kind that does not match the topic kind.
+    KindMismatch,
+    /// Uplink topic the hub does not handle yet.
+    UnsupportedKind,
+    /// Catalog with invalid names or ids.
+    BadCatalog,
+    /// Catalog starting beyond what the hub holds (the gateway is told to
+    /// resend from the hub's length).
+    CatalogGap,
+    /// Catalog naming a point that another gateway already owns.
+    PointNameConflict,
+    /// Telemetry block that cannot be decoded or is inconsistent; acked as
+    /// rejected so the gateway drops it.
+    BadBlock,
+    /// Publish refused by the broker itself (outside the client's tenant
+    /// prefix, malformed); reported by the broker's router meter.
+    BrokerRefused,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::BadTopic,
+        RejectReason::TenantMismatch,
+        RejectReason::BadPayload,
+        RejectReason::KindMismatch,
+        RejectReason::UnsupportedKind,
+        RejectReason::BadCatalog,
+        RejectReason::CatalogGap,
+        RejectReason::PointNameConflict,
+        RejectReason::BadBlock,
+        RejectReason::BrokerRefused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::BadTopic => "bad_topic",
+            RejectReason::TenantMismatch => "tenant_mismatch",
+            RejectReason::BadPayload => "bad_payload",
+            RejectReason::KindMismatch => "kind_mismatch",
+            RejectReason::UnsupportedKind => "unsupported_kind",
+            RejectReason::BadCatalog => "bad_catalog",
+            RejectReason::CatalogGap => "catalog_gap",
+            RejectReason::PointNameConflict => "point_name_conflict",
+            RejectReason::BadBlock => "bad_block",
+            RejectReason::BrokerRefused => "broker_refused",
+        }
+    }
+}
+
+/// Metric names, for dashboards and tests.
+pub mod names {
+    pub const RECEIVED: &str = "dcmms_hub_received_messages_total";
+    pub const REJECTED: &str = "dcmms_hub_rejected_messages_total";
+    pub const BLOCKS_COMMITTED: &str = "dcmms_hub_blocks_committed_total";
+    pub const DUPLICATE_BLOCKS: &str = "dcmms_hub_duplicate_blocks_total";
+    pub const CATALOG_WAITS: &str = "dcmms_hub_blocks_awaiting_catalog_total";
+    pub const SAMPLES_INSERTED: &str = "dcmms_hub_samples_inserted_total";
+    pub const ACKS_PUBLISHED: &str = "dcmms_hub_acks_published_total";
+    pub const DB_ERRORS: &str = "dcmms_hub_db_errors_total";
+    pub const BATCH_SECONDS: &str = "dcmms_hub_ingest_batch_seconds";
+    pub const BATCH_MESSAGES: &str = "dcmms_hub_ingest_batch_messages";
+    pub const BROKER_CURSOR_JUMPS: &str = "dcmms_hub_broker_cursor_jumps_total";
+}
+
+struct Inner {
+    handle: PrometheusHandle,
+    received: [Counter; 4],
+    rejected: Vec<(RejectReason, Counter)>,
+    blocks_committed: Counter,
+    duplicate_blocks: Counter,
+    catalog_waits: Counter,
+    samples_inserted: Counter,
+    acks_published: Counter,
+    db_errors: Counter,
+    batch_seconds: Histogram,
+    batch_messages: Histogram,
+    cursor_jumps: Counter,
+}
+
+/// Handles to the hub's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct HubMetrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HubMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HubMetrics")
+    }
+}
+
+impl Default for HubMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const KIND_LABELS: [&str; 4] = ["telemetry", "catalog", "status", "other"];
+
+impl HubMetrics {
+    pub fn new() -> HubMetrics {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(names::BATCH_SECONDS.to_owned()),
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(names::BATCH_MESSAGES.to_owned()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
+                )
+            });
+        // Setting buckets only fails on an empty list, which these are not;
+        // fall back to summaries rather than failing the hub.
+        let builder = builder.unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let describe = |name: &'static str, help: &'static str| {
+            recorder.describe_counter(KeyName::from(name), None, SharedString::from(help));
+        };
+        describe(
+            names::RECEIVED,
+            "MQTT messages received from gateways, by topic kind.",
+        );
+        describe(names::REJECTED, "Inbound messages refused, by reason.");
+        describe(
+            names::BLOCKS_COMMITTED,
+            "Telemetry blocks committed to the database (first time).",
+        );
+        describe(
+            names::DUPLICATE_BLOCKS,
+            "Telemetry blocks received again after commit (acked, not stored twice).",
+        );
+        describe(
+            names::CATALOG_WAITS,
+            "Telemetry blocks deferred because the hub lacked their point catalog.",
+        );
+        describe(
+            names::SAMPLES_INSERTED,
+            "Samples inserted into the telemetry table.",
+        );
+        describe(names::ACKS_PUBLISHED, "Ack messages published to gateways.");
+        describe(names::DB_ERRORS, "Database transactions that failed.");
+        describe(
+            names::BROKER_CURSOR_JUMPS,
+            "Times the broker dropped messages before the hub read them.",
+        );
+        recorder.describe_histogram(
+            KeyName::from(names::BATCH_SECONDS),
+            Some(metrics::Unit::Seconds),
+            SharedString::from("Duration of one ingest database transaction."),
+        );
+        recorder.describe_histogram(
+            KeyName::from(names::BATCH_MESSAGES),
+            None,
+            SharedString::from("Messages written per ingest transaction."),
+        );
+        let counter = |name: &'static str| recorder.register_counter(&Key::from_name(name), &META);
+        let labelled = |name: &'static str, label: &'static str, value: &'static str| {
+            recorder.register_counter(
+                &Key::from_parts(name, vec![Label::new(label, value)]),
+                &META,
+            )
+        };
+        let received = KIND_LABELS.map(|k| labelled(names::RECEIVED, "kind", k));
+        let rejected = RejectReason::ALL
+            .iter()
+            .map(|r| (*r, labelled(names::REJECTED, "reason", r.as_str())))
+            .collect();
+        let inner = Inner {
+            received,
+            rejected,
+            blocks_committed: counter(names::BLOCKS_COMMITTED),
+            duplicate_blocks: counter(names::DUPLICATE_BLOCKS),
+            catalog_waits: counter(names::CATALOG_WAITS),
+            samples_inserted: counter(names::SAMPLES_INSERTED),
+            acks_published: counter(names::ACKS_PUBLISHED),
+            db_errors: counter(names::DB_ERRORS),
+            batch_seconds: recorder
+                .register_histogram(&Key::from_name(names::BATCH_SECONDS), &META),
+            batch_messages: recorder
+                .register_histogram(&Key::from_name(names::BATCH_MESSAGES), &META),
+            cursor_jumps: counter(names::BROKER_CURSOR_JUMPS),
+            handle,
+        };
+        HubMetrics {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        self.inner.handle.render()
+    }
+
+    /// Drains histogram buffers; call periodically.
+    pub fn run_upkeep(&self) {
+        self.inner.handle.run_upkeep();
+    }
+
+    /// Value of one series in the rendered output, e.g.
+    /// `dcmms_hub_rejected_messages_total{reason="bad_payload"}`.
+    pub fn value(&self, series: &str) -> Option<f64> {
+        let text = self.render();
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Count of refusals for `reason` so far.
+    pub fn rejected_total(&self, reason: RejectReason) -> f64 {
+        self.value(&format!(
+            "{}{{reason=\"{}\"}}",
+            names::REJECTED,
+            reason.as_str()
+        ))
+        .unwrap_or(0.0)
+    }
+
+    pub fn received(&self, kind: TopicKind) {
+        let i = match kind {
+            TopicKind::Telemetry => 0,
+            TopicKind::Catalog => 1,
+            TopicKind::Status => 2,
+            _ => 3,
+        };
+        self.inner.received[i].increment(1);
+    }
+
+    pub fn rejected(&self, reason: RejectReason) {
+        self.rejected_n(reason, 1);
+    }
+
+    pub fn rejected_n(&self, reason: RejectReason, n: u64) {
+        if let Some((_, c)) = self.inner.rejected.iter().find(|(r, _)| *r == reason) {
+            c.increment(n);
+        }
+    }
+
+    pub fn blocks_committed(&self, n: u64) {
+        self.inner.blocks_committed.increment(n);
+    }
+
+    pub fn duplicate_blocks(&self, n: u64) {
+        self.inner.duplicate_blocks.increment(n);
+    }
+
+    pub fn catalog_waits(&self, n: u64) {
+        self.inner.catalog_waits.increment(n);
+    }
+
+    pub fn samples_inserted(&self, n: u64) {
+        self.inner.samples_inserted.increment(n);
+    }
+
+    pub fn acks_published(&self, n: u64) {
+        self.inner.acks_published.increment(n);
+    }
+
+    pub fn db_error(&self) {
+        self.inner.db_errors.increment(1);
+    }
+
+    pub fn batch(&self, seconds: f64, messages: usize) {
+        self.inner.batch_seconds.record(seconds);
+        self.inner.batch_messages.record(messages as f64);
+    }
+
+    pub fn cursor_jump(&self) {
+        self.inner.cursor_jumps.increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_and_are_per_instance() {
+        let a = HubMetrics::new();
+        let b = HubMetrics::new();
+        a.rejected(RejectReason::BadPayload);
+        a.rejected(RejectReason::BadPayload);
+        a.received(TopicKind::Telemetry);
+        a.batch(0.003, 7);
+        assert_eq!(a.rejected_total(RejectReason::BadPayload), 2.0);
+        assert_eq!(b.rejected_total(RejectReason::BadPayload), 0.0);
+        let text = a.render();
+        assert!(
+            text.contains("dcmms_hub_received_messages_total{kind=\"telemetry\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dcmms_hub_ingest_batch_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP dcmms_hub_rejected_messages_total"),
+            "{text}"
+        );
+    }
+}

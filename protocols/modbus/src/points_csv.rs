@@ -1,0 +1,350 @@
+//! CSV point lists, the way SCADA point maps are kept.
+//!
+//! Header: `name,table,address,data_type,word_order,byte_order,scale,offset`
+//! in any order; `name`, `table` and `address` are required, the others may
+//! be missing or left empty and take the defaults of [`PointConfig`].
+//! Lines starting with `#` are comments; cells are trimmed. Errors name the
+//! file, the line and the column. Parsing never panics on any input.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use dcmms_protocols_core::{ByteOrder, DataType, WordOrder};
+
+use crate::config::{PointConfig, Table};
+
+/// The columns a point list may have, in the canonical order.
+pub const CSV_COLUMNS: [&str; 8] = [
+    "name",
+    "table",
+    "address",
+    "data_type",
+    "word_order",
+    "byte_order",
+    "scale",
+    "offset",
+];
+const REQUIRED: [&str; 3] = ["name", "table", "address"];
+
+/// Why a CSV point list was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PointsCsvError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: header: {message}")]
+    Header { path: PathBuf, message: String },
+    #[error("{path}, line {line}: {message}")]
+    Row {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("{path}, line {line}, column `{column}`: {message}")]
+    Cell {
+        path: PathBuf,
+        line: u64,
+        column: &'static str,
+        message: String,
+    },
+}
+
+/// Reads a point list from a file.
+pub fn load_points_csv(path: &Path) -> Result<Vec<PointConfig>, PointsCsvError> {
+    let file = std::fs::File::open(path).map_err(|source| PointsCsvError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_points_csv(file, path)
+}
+
+/// Parses a point list; `path` is only used in error messages.
+pub fn parse_points_csv<R: Read>(
+    input: R,
+    path: &Path,
+) -> Result<Vec<PointConfig>, PointsCsvError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(input);
+
+    let header_err = |message: String| PointsCsvError::Header {
+        path: path.to_owned(),
+        message,
+    };
+    let headers = reader
+        .headers()
+        .map_err(|e| header_err(e.to_string()))?
+        .clone();
+    // Column index for each known column.
+    let mut index: [Option<usize>; CSV_COLUMNS.len()] = [None; CSV_COLUMNS.len()];
+    for (i, h) in headers.iter().enumerate() {
+        let h = h.trim_start_matches('\u{feff}').to_ascii_lowercase();
+        let Some(k) = CSV_COLUMNS.iter().position(|c| *c == h) else {
+            return Err(header_err(format!(
+                "unknown column {h:?}; known columns: {}",
+                CSV_COLUMNS.join(",")
+            )));
+        };
+        if index[k].replace(i).is_some() {
+            return Err(header_err(format!("column {h:?} appears twice")));
+        }
+    }
+    for req in REQUIRED {
+        if CSV_COLUMNS
+            .iter()
+            .position(|c| *c == req)
+            .and_then(|k| index[k])
+            .is_none()
+        {
+            return Err(header_err(format!("required column {req:?} is missing")));
+        }
+    }
+
+    let mut points = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| PointsCsvError::Row {
+            path: path.to_owned(),
+            line: e.position().map_or(0, |p| p.line()),
+            message: e.to_string(),
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        if record.len() > headers.len() {
+            return Err(PointsCsvError::Row {
+                path: path.to_owned(),
+                line,
+                message: format!(
+                    "{} cells but the header has {} columns",
+                    record.len(),
+                    headers.len()
+                ),
+            });
+        }
+        let cell = |k: usize| -> &str { index[k].and_then(|i| record.get(i)).unwrap_or("") };
+        let cell_err = |k: usize, message: String| PointsCsvError::Cell {
+            path: path.to_owned(),
+            line,
+            column: CSV_COLUMNS[k],
+            message,
+        };
+
+        let name = cell(0);
+        if name.is_empty() {
+            return Err(cell_err(0, "is empty".into()));
+        }
+        let table: Table = cell(1).parse().map_err(|e| cell_err(1, format!("{e}")))?;
+        let address = parse_address(cell(2)).map_err(|m| cell_err(2, m))?;
+        let mut p = PointConfig::new(name, table, address);
+        if !cell(3).is_empty() {
+            p.data_type = Some(
+                cell(3)
+                    .parse::<DataType>()
+                    .map_err(|e| cell_err(3, e.to_string()))?,
+            );
+        }
+        if !cell(4).is_empty() {
+            p.word_order = cell(4)
+                .parse::<WordOrder>()
+                .map_err(|e| cell_err(4, e.to_string()))?;
+        }
+        if !cell(5).is_empty() {
+            p.byte_order = cell(5)
+                .parse::<ByteOrder>()
+                .map_err(|e| cell_err(5, e.to_string()))?;
+        }
+        if !cell(6).is_empty() {
+            p.scale = parse_number(cell(6)).map_err(|m| cell_err(6, m))?;
+        }
+        if !cell(7).is_empty() {
+            p.offset = parse_number(cell(7)).map_err(|m| cell_err(7, m))?;
+        }
+        points.push(p);
+    }
+    Ok(points)
+}
+
+/// A 0-based address, decimal or `0x` hexadecimal.
+fn parse_address(s: &str) -> Result<u16, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16),
+        None => s.parse::<u16>(),
+    };
+    parsed.map_err(|_| format!("{s:?} is not an address in 0..=65535"))
+}
+
+fn parse_number(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a finite number")),
+    }
+}
+
+/// Writes points as CSV with every column, in the canonical order.
+pub fn write_points_csv(points: &[PointConfig]) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push('\n');
+    for p in points {
+        let data_type = p.data_type.map_or("", DataType::as_str);
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            p.name, p.table, p.address, data_type, p.word_order, p.byte_order, p.scale, p.offset
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(text: &str) -> Result<Vec<PointConfig>, PointsCsvError> {
+        parse_points_csv(text.as_bytes(), Path::new("points.csv"))
+    }
+
+    #[test]
+    fn optional_columns_default() {
+        let pts = parse(
+            "# inverter map\n\
+             name, table, address, scale\n\
+             ac_power, input, 2, \n\
+             voltage, input, 0x4, 0.1\n\
+             \n\
+             run, coil, 0,\n",
+        )
+        .unwrap();
+        assert_eq!(pts.len(), 3);
+        assert_eq!(pts[0], PointConfig::new("ac_power", Table::Input, 2));
+        assert_eq!(pts[1].address, 4);
+        assert_eq!(pts[1].scale, 0.1);
+        assert_eq!(pts[2].table, Table::Coil);
+    }
+
+    #[test]
+    fn all_columns_in_any_order() {
+        let pts = parse(
+            "offset,scale,byte_order,word_order,data_type,address,table,name\n\
+             -40,0.01,little_endian,little,i32,100,holding,temp\n",
+        )
+        .unwrap();
+        let p = &pts[0];
+        assert_eq!(p.name, "temp");
+        assert_eq!(p.data_type, Some(DataType::I32));
+        assert_eq!(p.word_order, WordOrder::LittleEndian);
+        assert_eq!(p.byte_order, ByteOrder::LittleEndian);
+        assert_eq!((p.scale, p.offset), (0.01, -40.0));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let e = parse("name,table,address\nok,holding,1\nbad,holding,70000\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"points.csv, line 3, column `address`: "70000" is not an address in 0..=65535"#
+        );
+        let e = parse("name,table,address,data_type\nx,holding,1,u17\n").unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.starts_with("points.csv, line 2, column `data_type`: unknown data type"),
+            "{s}"
+        );
+        let e = parse("name,table,address\nx,registers,1\n").unwrap_err();
+        assert!(e.to_string().contains("column `table`"), "{e}");
+        let e = parse("name,table,address,scale\nx,holding,1,abc\n").unwrap_err();
+        assert!(e.to_string().contains("column `scale`"), "{e}");
+        let e = parse("name,table,address,scale\nx,holding,1,inf\n").unwrap_err();
+        assert!(e.to_string().contains("column `scale`"), "{e}");
+        let e = parse("name,table,address\n,holding,1\n").unwrap_err();
+        assert!(e.to_string().contains("column `name`: is empty"), "{e}");
+        let e = parse("name,table,address\nx,holding,1,extra\n").unwrap_err();
+        assert!(
+            e.to_string().contains("line 2") && e.to_string().contains("3 columns"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn header_errors() {
+        let e = parse("name,table,addr\n").unwrap_err().to_string();
+        assert!(e.contains("unknown column \"addr\""), "{e}");
+        let e = parse("name,table\n").unwrap_err().to_string();
+        assert!(e.contains("required column \"address\""), "{e}");
+        let e = parse("name,table,address,name\n").unwrap_err().to_string();
+        assert!(e.contains("appears twice"), "{e}");
+        let e = load_points_csv(Path::new("/nonexistent/points.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/nonexistent/points.csv: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn short_rows_leave_defaults() {
+        let pts = parse("name,table,address,data_type,scale\nx,holding,1\n").unwrap();
+        assert_eq!(pts[0], PointConfig::new("x", Table::Holding, 1));
+    }
+
+    fn point() -> impl Strategy<Value = PointConfig> {
+        (
+            "[a-z][a-z0-9_]{0,10}",
+            proptest::sample::select(Table::ALL.to_vec()),
+            any::<u16>(),
+            proptest::option::of(proptest::sample::select(DataType::ALL.to_vec())),
+            any::<bool>(),
+            any::<bool>(),
+            prop_oneof![Just(1.0), Just(0.1), Just(0.01), -1e6f64..1e6],
+            prop_oneof![Just(0.0), -1e3f64..1e3],
+        )
+            .prop_map(|(name, table, address, data_type, wl, bl, scale, offset)| {
+                PointConfig {
+                    name,
+                    table,
+                    address,
+                    data_type,
+                    word_order: if wl {
+                        WordOrder::LittleEndian
+                    } else {
+                        WordOrder::BigEndian
+                    },
+                    byte_order: if bl {
+                        ByteOrder::LittleEndian
+                    } else {
+                        ByteOrder::BigEndian
+                    },
+                    scale,
+                    offset,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn write_then_parse_round_trips(points in proptest::collection::vec(point(), 0..20)) {
+            let text = write_points_csv(&points);
+            prop_assert_eq!(parse(&text).unwrap(), points);
+        }
+
+        #[test]
+        fn random_rows_never_panic(rows in proptest::collection::vec(
+            proptest::collection::vec("[ -~]{0,12}|holding|coil|0x1F|65536|-1|u32|f64|0.1|\"a,b\"", 0..10), 0..10)) {
+            let mut text = String::from("name,table,address,data_type,word_order,byte_order,scale,offset\n");
+            for row in rows {
+                text.push_str(&row.join(","));
+                text.push('\n');
+            }
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_points_csv(&bytes[..], Path::new("x.csv"));
+        }
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit/property/integration/end-to-end
+# tests (against pymodbus and a throwaway PostgreSQL cluster), then a bounded
+# fuzz run of every decoder of untrusted bytes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "test dependencies"
+scripts/install-test-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+if [ "${DCMMS_SKIP_FUZZ:-0}" != "1" ]; then
+  step "fuzz smoke run"
+  scripts/fuzz.sh "${DCMMS_FUZZ_SECONDS:-30}"
+fi
+step "all tests passed"
