@@ -1,15 +1,16 @@
 //! The embedded MQTT broker (rumqttd) that gateways connect to.
 //!
 //! Owns: building rumqttd's configuration from ours (one MQTT 3.1.1
-//! listener, TLS with client certificates from the hub CA, each client
-//! confined to `/tenants/{O of its certificate}/`), running the broker on
-//! its own OS thread (its `start()` blocks), the hub's in-process link, and
-//! turning the broker's router meters into hub metrics.
+//! listener on loopback, TLS with client certificates from the hub CA,
+//! each client confined to `/tenants/{O of its certificate}/`), running the
+//! broker on its own OS thread (its `start()` blocks), the hub's in-process
+//! link, and turning the broker's router meters into hub metrics. Gateways
+//! reach this listener only through the TLS front (`crate::front`).
 //!
-//! rumqttd cannot report the port it bound nor be stopped; so a configured
-//! port 0 is replaced by a free port picked just before start (a process
-//! that grabs it in between makes the start fail with a clear error), and
-//! readiness is detected by watching the kernel's listening sockets.
+//! rumqttd cannot report the port it bound nor be stopped; so port 0 is
+//! replaced by a free port picked just before start (a process that grabs
+//! it in between makes the start fail with a clear error), and readiness is
+//! detected by watching the kernel's listening sockets.
 
 use crate::config::BrokerConfig;
 use crate::metrics::{HubMetrics, RejectReason};
@@ -101,7 +102,8 @@ pub fn rumqttd_config(
         },
     );
     let router = RouterConfig {
-        max_connections: cfg.max_connections,
+        // Room for the hub's own links beside every gateway.
+        max_connections: cfg.max_connections + 16,
         max_outgoing_packet_count: 200,
         max_segment_size: cfg.max_segment_size,
         max_segment_count: cfg.max_segment_count,
@@ -145,8 +147,12 @@ fn resolve_listen(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
 
 /// Starts the broker, subscribes the hub's link to every gateway topic,
 /// and waits until the listener is bound.
-pub async fn start(cfg: &BrokerConfig, tls: &ServerFiles) -> Result<RunningBroker, BrokerError> {
-    let listen = resolve_listen(cfg.listen)?;
+pub async fn start(
+    cfg: &BrokerConfig,
+    listen: SocketAddr,
+    tls: &ServerFiles,
+) -> Result<RunningBroker, BrokerError> {
+    let listen = resolve_listen(listen)?;
     let config = rumqttd_config(cfg, listen, tls)?;
     let mut broker = Broker::new(config);
     let (mut link_tx, link_rx) = broker
@@ -194,7 +200,7 @@ pub async fn start(cfg: &BrokerConfig, tls: &ServerFiles) -> Result<RunningBroke
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tracing::info!(%listen, "MQTT broker listening (TLS, client certificates required)");
+    tracing::debug!(%listen, "embedded MQTT broker listening");
     Ok(RunningBroker {
         addr: listen,
         link_tx,

@@ -76,11 +76,13 @@ pub struct BrokerConfig {
     /// disconnected. At most 16 MiB (the wire protocol's limit).
     #[serde(default = "default_payload_size")]
     pub max_payload_size: usize,
-    /// Most concurrent client connections.
+    /// Most concurrent client connections, handshakes included; more are
+    /// dropped at once and counted.
     #[serde(default = "default_broker_connections")]
     pub max_connections: usize,
-    /// Time a client has to send MQTT CONNECT after the TLS handshake, in
-    /// milliseconds (at most 65535).
+    /// Time a client has to complete the TLS handshake, and then again to
+    /// send MQTT CONNECT, in milliseconds (at most 65535). Slower clients
+    /// are dropped and counted.
     #[serde(default = "default_connect_timeout")]
     pub connection_timeout_ms: u16,
     /// QoS 1 messages in flight per client before the broker waits for acks.

@@ -19,6 +19,7 @@
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod front;
 pub mod ingest;
 pub mod metrics;
 pub mod pki;

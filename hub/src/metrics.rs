@@ -72,6 +72,70 @@ impl RejectReason {
     }
 }
 
+/// Why an MQTT connection was dropped before reaching the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// Handshake failed: no client certificate, one not from the hub CA,
+    /// expired, or not TLS at all.
+    Handshake,
+    /// No handshake within the connection timeout.
+    Timeout,
+    /// Valid certificate without a usable organisation (tenant).
+    NoTenant,
+    /// `broker.max_connections` reached.
+    Busy,
+    /// The embedded broker refused or did not answer the relayed connection.
+    Upstream,
+}
+
+impl TlsFailure {
+    pub const ALL: [TlsFailure; 5] = [
+        TlsFailure::Handshake,
+        TlsFailure::Timeout,
+        TlsFailure::NoTenant,
+        TlsFailure::Busy,
+        TlsFailure::Upstream,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::Handshake => "handshake",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::NoTenant => "no_tenant",
+            TlsFailure::Busy => "busy",
+            TlsFailure::Upstream => "upstream",
+        }
+    }
+}
+
+/// Keeps a flood of bad input from flooding the log: the first event is
+/// logged, then at most one line per interval, with the count suppressed.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimiter {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    pub(crate) const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Some(count suppressed since the last line) when a line may be logged.
+    pub(crate) fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < Self::INTERVAL => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
 /// Metric names, for dashboards and tests.
 pub mod names {
     pub const RECEIVED: &str = "dcmms_hub_received_messages_total";
@@ -85,6 +149,8 @@ pub mod names {
     pub const BATCH_SECONDS: &str = "dcmms_hub_ingest_batch_seconds";
     pub const BATCH_MESSAGES: &str = "dcmms_hub_ingest_batch_messages";
     pub const BROKER_CURSOR_JUMPS: &str = "dcmms_hub_broker_cursor_jumps_total";
+    pub const MQTT_CONNECTIONS: &str = "dcmms_hub_mqtt_connections_total";
+    pub const MQTT_REFUSED: &str = "dcmms_hub_mqtt_connections_refused_total";
 }
 
 struct Inner {
@@ -100,6 +166,8 @@ struct Inner {
     batch_seconds: Histogram,
     batch_messages: Histogram,
     cursor_jumps: Counter,
+    connections: Counter,
+    tls_failures: Vec<(TlsFailure, Counter)>,
 }
 
 /// Handles to the hub's metrics; cheap to clone.
@@ -194,6 +262,10 @@ impl HubMetrics {
             .iter()
             .map(|r| (*r, labelled(names::REJECTED, "reason", r.as_str())))
             .collect();
+        let tls_failures = TlsFailure::ALL
+            .iter()
+            .map(|f| (*f, labelled(names::MQTT_REFUSED, "reason", f.as_str())))
+            .collect();
         let inner = Inner {
             received,
             rejected,
@@ -208,6 +280,8 @@ impl HubMetrics {
             batch_messages: recorder
                 .register_histogram(&Key::from_name(names::BATCH_MESSAGES), &META),
             cursor_jumps: counter(names::BROKER_CURSOR_JUMPS),
+            connections: counter(names::MQTT_CONNECTIONS),
+            tls_failures,
             handle,
         };
         HubMetrics {
@@ -300,6 +374,26 @@ impl HubMetrics {
     pub fn cursor_jump(&self) {
         self.inner.cursor_jumps.increment(1);
     }
+
+    pub fn connection_accepted(&self) {
+        self.inner.connections.increment(1);
+    }
+
+    pub fn tls_failure(&self, failure: TlsFailure) {
+        if let Some((_, c)) = self.inner.tls_failures.iter().find(|(f, _)| *f == failure) {
+            c.increment(1);
+        }
+    }
+
+    /// Count of connections refused for `failure` so far.
+    pub fn tls_failures_total(&self, failure: TlsFailure) -> f64 {
+        self.value(&format!(
+            "{}{{reason=\"{}\"}}",
+            names::MQTT_REFUSED,
+            failure.as_str()
+        ))
+        .unwrap_or(0.0)
+    }
 }
 
 #[cfg(test)]
@@ -329,5 +423,30 @@ mod tests {
             text.contains("# HELP dcmms_hub_rejected_messages_total"),
             "{text}"
         );
+        a.tls_failure(TlsFailure::Timeout);
+        assert_eq!(a.tls_failures_total(TlsFailure::Timeout), 1.0);
+        assert_eq!(b.tls_failures_total(TlsFailure::Timeout), 0.0);
+    }
+
+    #[test]
+    fn label_values_are_unique() {
+        let mut labels: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), RejectReason::ALL.len());
+        let mut labels: Vec<_> = TlsFailure::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), TlsFailure::ALL.len());
+    }
+
+    #[test]
+    fn limiter_logs_first_then_counts() {
+        let mut l = LogLimiter::default();
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), None);
+        assert_eq!(l.allow(), None);
+        l.last = Some(std::time::Instant::now() - LogLimiter::INTERVAL);
+        assert_eq!(l.allow(), Some(2));
     }
 }

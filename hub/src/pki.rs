@@ -3,8 +3,10 @@
 //!
 //! Layout under the state folder:
 //! - `ca/ca.pem`, `ca/ca.key.pem`: the CA (ECDSA P-256), created on first use;
-//! - `broker/server.pem`, `broker/server.key.pem`: the broker's TLS
-//!   certificate, re-issued when its names change or it nears expiry.
+//! - `broker/server.pem`, `broker/server.key.pem`: the TLS certificate
+//!   gateways see, re-issued when its names change or it nears expiry;
+//! - `broker-internal/`: the same for the loopback listener of the embedded
+//!   broker behind the hub's TLS front (see `front`).
 //!
 //! A gateway's client certificate carries O = [`tenant_id`]`(site, gateway)`
 //! (the broker confines the client to `/tenants/{O}/`) and CN =
@@ -26,6 +28,7 @@ use time::{Duration, OffsetDateTime};
 
 const CA_DIR: &str = "ca";
 const BROKER_DIR: &str = "broker";
+const INTERNAL_DIR: &str = "broker-internal";
 const CERT_FILE: &str = "ca.pem";
 const KEY_FILE: &str = "ca.key.pem";
 const SERVER_CERT: &str = "server.pem";
@@ -33,6 +36,8 @@ const SERVER_KEY: &str = "server.key.pem";
 const CA_DAYS: i64 = 20 * 365;
 const GATEWAY_DAYS: i64 = 5 * 365;
 const SERVER_DAYS: i64 = 2 * 365;
+/// Front identities live in memory and are re-issued at every start.
+const FRONT_DAYS: i64 = 365;
 /// A server certificate closer than this to expiry is re-issued at start.
 const SERVER_RENEW_DAYS: i64 = 30;
 
@@ -151,29 +156,61 @@ impl Authority {
         validate(site, "site")?;
         validate(gateway, "gateway")?;
         let tenant = tenant_id(site, gateway);
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, tenant.clone());
-        dn.push(DnType::CommonName, format!("{site}/{gateway}"));
-        params.distinguished_name = dn;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        set_validity(&mut params, GATEWAY_DAYS);
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let (cert_pem, key_pem) =
+            self.issue_client(&tenant, &format!("{site}/{gateway}"), GATEWAY_DAYS)?;
         Ok(GatewayCredentials {
             ca_pem: self.ca_pem.clone(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            cert_pem,
+            key_pem,
             tenant,
         })
     }
 
+    /// Issues the short-lived identity the hub's TLS front presents to the
+    /// internal broker listener on behalf of a gateway of `tenant` (kept in
+    /// memory only). Returns (certificate PEM, key PEM).
+    pub fn issue_front_identity(&self, tenant: &str) -> Result<(String, String), PkiError> {
+        self.issue_client(tenant, "dcmms-hub-front", FRONT_DAYS)
+    }
+
+    fn issue_client(
+        &self,
+        organization: &str,
+        common_name: &str,
+        days: i64,
+    ) -> Result<(String, String), PkiError> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, organization);
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        set_validity(&mut params, days);
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// Makes sure `state_dir/broker` holds a server certificate from this CA
     /// for exactly `hostnames` that is not about to expire; issues one
-    /// otherwise.
+    /// otherwise. Gateways see this certificate.
     pub fn ensure_server_cert(&self, hostnames: &[String]) -> Result<ServerFiles, PkiError> {
-        let dir = self.state_dir.join(BROKER_DIR);
+        self.ensure_cert_in(BROKER_DIR, hostnames)
+    }
+
+    /// Same for `state_dir/broker-internal`: the certificate of the
+    /// loopback listener behind the hub's TLS front.
+    pub fn ensure_internal_cert(&self) -> Result<ServerFiles, PkiError> {
+        self.ensure_cert_in(INTERNAL_DIR, &["127.0.0.1".to_owned()])
+    }
+
+    fn ensure_cert_in(
+        &self,
+        dir_name: &str,
+        hostnames: &[String],
+    ) -> Result<ServerFiles, PkiError> {
+        let dir = self.state_dir.join(dir_name);
         let files = ServerFiles {
             ca: self.ca_path(),
             cert: dir.join(SERVER_CERT),
@@ -196,13 +233,13 @@ impl Authority {
         let cert = params.signed_by(&key, &self.issuer)?;
         replace_dir(
             &self.state_dir,
-            BROKER_DIR,
+            dir_name,
             &[
                 (SERVER_CERT, cert.pem(), false),
                 (SERVER_KEY, key.serialize_pem(), true),
             ],
         )?;
-        tracing::info!(path = %files.cert.display(), ?hostnames, "issued broker server certificate");
+        tracing::info!(path = %files.cert.display(), ?hostnames, "issued a broker server certificate");
         Ok(files)
     }
 

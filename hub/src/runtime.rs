@@ -1,20 +1,22 @@
 //! A running hub: starts the pieces in order, exposes the bound addresses,
 //! and shuts down in order.
 //!
-//! Start: certificate authority and broker certificate, database (with
-//! migrations), API listener, broker (waiting until it listens), then the
-//! ingest, broker-meter and API tasks. Stop (signal, [`RunningHub::shutdown`]
+//! Start: certificate authority and broker certificates, database (with
+//! migrations), API and MQTT listeners, the embedded broker on loopback
+//! (waiting until it listens), then the TLS front, ingest, broker-meter and
+//! API tasks. Stop (signal, [`RunningHub::shutdown`]
 //! or a fatal error): cancel the token so that the API stops accepting and
 //! ingest stops reading, let the ingest transaction in flight commit and
 //! its acks go out, wait for every task, close the database.
 //!
 //! rumqttd cannot be stopped: its thread ends with the process. An
-//! in-process hub that was shut down therefore leaves its broker listening
-//! (with nobody ingesting) until the process exits.
+//! in-process hub that was shut down therefore leaves its (loopback-only)
+//! broker running until the process exits; the public listener is closed.
 
 use crate::api::{self, AppState};
 use crate::broker::{self, BrokerError};
 use crate::config::Config;
+use crate::front::{Front, FrontError};
 use crate::ingest;
 use crate::metrics::HubMetrics;
 use crate::pki::{Authority, PkiError};
@@ -37,6 +39,14 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Broker(#[from] BrokerError),
+    #[error("broker.listen {addr}: {source}")]
+    MqttBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("MQTT TLS front: {0}")]
+    Front(#[from] FrontError),
     #[error("api.listen {addr}: {source}")]
     ApiBind {
         addr: SocketAddr,
@@ -87,8 +97,9 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
 /// Starts a hub from a validated configuration; returns once every
 /// listener is bound.
 pub async fn start(config: Config) -> Result<RunningHub, StartError> {
-    let ca = Authority::open_or_create(&config.state_dir)?;
-    let server_files = ca.ensure_server_cert(&config.broker.hostnames)?;
+    let ca = Arc::new(Authority::open_or_create(&config.state_dir)?);
+    let public_files = ca.ensure_server_cert(&config.broker.hostnames)?;
+    let internal_files = ca.ensure_internal_cert()?;
     let location = config
         .database_location()
         .map_err(StartError::DatabaseUrl)?;
@@ -108,7 +119,29 @@ pub async fn start(config: Config) -> Result<RunningHub, StartError> {
             addr: config.api.listen,
             source,
         })?;
-    let started = broker::start(&config.broker, &server_files).await?;
+    let mqtt_listener = tokio::net::TcpListener::bind(config.broker.listen)
+        .await
+        .map_err(|source| StartError::MqttBind {
+            addr: config.broker.listen,
+            source,
+        })?;
+    let mqtt_addr = mqtt_listener
+        .local_addr()
+        .map_err(|source| StartError::MqttBind {
+            addr: config.broker.listen,
+            source,
+        })?;
+    let internal = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let started = broker::start(&config.broker, internal, &internal_files).await?;
+    let front = Front::new(
+        mqtt_listener,
+        &public_files,
+        ca.clone(),
+        started.addr,
+        Duration::from_millis(config.broker.connection_timeout_ms as u64),
+        config.broker.max_connections,
+        metrics.clone(),
+    )?;
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -129,6 +162,7 @@ pub async fn start(config: Config) -> Result<RunningHub, StartError> {
         metrics.clone(),
         token.clone(),
     ));
+    tracker.spawn(front.run(tracker.clone(), token.clone()));
     {
         let (token, fatal, exited) = (token.clone(), fatal.clone(), started.exited);
         tracker.spawn(async move {
@@ -181,7 +215,7 @@ pub async fn start(config: Config) -> Result<RunningHub, StartError> {
 
     let hub = RunningHub {
         api_addr: connectable(api_addr),
-        mqtt_addr: connectable(started.addr),
+        mqtt_addr: connectable(mqtt_addr),
         state_dir: config.state_dir.clone(),
         ca_path: ca.ca_path(),
         store,

@@ -2,6 +2,7 @@
 //! 0, gateways enrolled into temporary folders, rumqttc clients with
 //! rustls (ring) presenting their certificates.
 
+use dcmms_hub::metrics::TlsFailure;
 use dcmms_hub::{Config, EnrolledFiles, RejectReason, RunningHub};
 use dcmms_shared::topic::tenant_id;
 use dcmms_shared::{
@@ -328,6 +329,10 @@ async fn client_without_certificate_is_refused() {
     let mut anon = connect(&t.hub, "anon", tls_without_cert(&files));
     let err = anon.expect_disconnect().await;
     assert!(!err.is_empty());
+    assert_eq!(
+        t.hub.metrics().tls_failures_total(TlsFailure::Handshake),
+        1.0
+    );
 
     // The broker still serves enrolled gateways afterwards.
     let mut gw = gateway(&t, "s", "g").await;
@@ -494,5 +499,38 @@ async fn oversized_payload_is_refused() {
     assert_eq!(again.next_ack().await.committed, vec![(1, 1)]);
     assert!(stored(&t.hub, "s/d/p").await.is_empty());
     assert_eq!(stored(&t.hub, "s/d/q").await, vec![4.0]);
+    t.hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_connections_do_not_block_gateways() {
+    let t = start_hub(|c| c.broker.connection_timeout_ms = 500).await;
+    // Connections that never complete a TLS handshake: one silent, one
+    // sending half a record.
+    let silent = tokio::net::TcpStream::connect(t.hub.mqtt_addr())
+        .await
+        .unwrap();
+    let mut partial = tokio::net::TcpStream::connect(t.hub.mqtt_addr())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut partial, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+
+    let mut gw = gateway(&t, "s", "g").await;
+    gw.publish(&wire("s", "g", TopicKind::Catalog), catalog(&["d/p"]))
+        .await;
+    assert_eq!(gw.next_ack().await.catalog_len, 1);
+
+    // Both are dropped at the deadline and counted.
+    let deadline = Instant::now() + WAIT;
+    while t.hub.metrics().tls_failures_total(TlsFailure::Timeout) < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "stalled handshakes were not timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop((silent, partial));
     t.hub.shutdown().await.unwrap();
 }

@@ -95,18 +95,17 @@ impl RingBuffer {
 
     fn init(cfg: RingConfig, db: Database) -> Result<Self, RingError> {
         let path = cfg.path.clone();
-        let err = |e| RingError::storage(&path, e);
         let corrupt = |detail: String| RingError::Corrupt {
             path: path.clone(),
             detail,
         };
-        let txn = db.begin_write().map_err(|e| err(e.into()))?;
+        let txn = db.begin_write().map_err(storage_err(&path))?;
         let (ledger, fresh, oldest, names) = {
-            let mut t = WriteTables::open(&txn).map_err(err)?;
-            let (ledger, fresh) = match read_meta(&t.meta).map_err(err)? {
+            let mut t = WriteTables::open(&txn).map_err(storage_err(&path))?;
+            let (ledger, fresh) = match read_meta(&t.meta).map_err(storage_err(&path))? {
                 StoredMeta::Fresh => {
                     let ledger = Ledger::default();
-                    write_meta(&mut t.meta, &ledger).map_err(err)?;
+                    write_meta(&mut t.meta, &ledger).map_err(storage_err(&path))?;
                     (ledger, true)
                 }
                 StoredMeta::Ledger(l) => (l, false),
@@ -131,15 +130,17 @@ impl RingBuffer {
                     )));
                 }
             }
-            let oldest = t.oldest().map_err(err)?;
-            let catalog = txn.open_table(CATALOG).map_err(|e| err(e.into()))?;
-            let names = read_catalog(&catalog).map_err(err)?.map_err(corrupt)?;
+            let oldest = t.oldest().map_err(storage_err(&path))?;
+            let catalog = txn.open_table(CATALOG).map_err(storage_err(&path))?;
+            let names = read_catalog(&catalog)
+                .map_err(storage_err(&path))?
+                .map_err(corrupt)?;
             (ledger, fresh, oldest, names)
         };
         if fresh {
-            txn.commit().map_err(|e| err(e.into()))?;
+            txn.commit().map_err(storage_err(&path))?;
         } else {
-            txn.abort().map_err(|e| err(e.into()))?;
+            txn.abort().map_err(storage_err(&path))?;
         }
         let catalog = Catalog::from_names(names)?;
         let bounds = Bounds {
@@ -288,17 +289,24 @@ impl RingBuffer {
             Payloads::new(ev.range::<ChunkKey>(range).map_err(|e| self.err(e))?),
         ];
         let mut next = |i: usize| iters[i].next_payload().map_err(|e| self.payload_err(e));
-        let mut heads = [next(0)?, next(1)?];
         let mut out = Vec::new();
-        while out.len() < limit {
+        if limit == 0 {
+            return Ok(out);
+        }
+        // Merge the two classes by sequence, reading no payload beyond `limit`.
+        let mut heads = [next(0)?, next(1)?];
+        loop {
             let pick = match (&heads[0], &heads[1]) {
                 (None, None) => break,
                 (Some(_), None) => 0,
                 (None, Some(_)) => 1,
                 (Some(a), Some(b)) => usize::from(b.0 < a.0),
             };
-            let taken = std::mem::replace(&mut heads[pick], next(pick)?);
-            out.extend(taken);
+            out.extend(heads[pick].take());
+            if out.len() == limit {
+                break;
+            }
+            heads[pick] = next(pick)?;
         }
         Ok(out)
     }
@@ -584,6 +592,13 @@ fn discard_unfinished_file(path: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    // A file another process holds is in use, not abandoned: leave it to
+    // redb, which reports it as locked. The lock ends when `file` closes.
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
     let len = file.metadata()?.len();
     let mut head = vec![0u8; MAGIC_LEN.min(len as usize)];
     file.read_exact(&mut head)?;

@@ -9,7 +9,7 @@
 
 use super::apply::{apply_batch, BatchOutcome};
 use super::plan::{classify, Classified, Inbound};
-use crate::metrics::HubMetrics;
+use crate::metrics::{HubMetrics, LogLimiter};
 use crate::store::{Store, StoreError};
 use dcmms_shared::Message;
 use rumqttd::local::{LinkRx, LinkTx};
@@ -52,41 +52,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Keeps a flood of bad messages from flooding the log: the first refusal
-/// is logged, then at most one line per interval with a count.
-struct LogLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    const INTERVAL: Duration = Duration::from_secs(10);
-
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        match self.last {
-            Some(t) if now.duration_since(t) < Self::INTERVAL => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 async fn read_link(
     mut rx: LinkRx,
     queue: mpsc::Sender<Inbound>,
     metrics: HubMetrics,
     token: CancellationToken,
 ) {
-    let mut limiter = LogLimiter {
-        last: None,
-        suppressed: 0,
-    };
+    let mut limiter = LogLimiter::default();
     loop {
         let notification = tokio::select! {
             _ = token.cancelled() => break,
@@ -265,31 +237,4 @@ fn publish_acks(link_tx: &mut LinkTx, metrics: &HubMetrics, out: BatchOutcome) {
         }
     }
     metrics.acks_published(sent);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::RejectReason;
-
-    #[test]
-    fn limiter_logs_first_then_counts() {
-        let mut l = LogLimiter {
-            last: None,
-            suppressed: 0,
-        };
-        assert_eq!(l.allow(), Some(0));
-        assert_eq!(l.allow(), None);
-        assert_eq!(l.allow(), None);
-        l.last = Some(Instant::now() - LogLimiter::INTERVAL);
-        assert_eq!(l.allow(), Some(2));
-    }
-
-    #[test]
-    fn reject_reason_labels_are_unique() {
-        let mut labels: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
-        labels.sort();
-        labels.dedup();
-        assert_eq!(labels.len(), RejectReason::ALL.len());
-    }
 }
