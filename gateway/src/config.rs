@@ -5,7 +5,9 @@
 //! validated by a test. Relative paths are relative to the config file's
 //! folder.
 
-use crate::ring::{FullPolicy, RingConfig};
+use crate::ring::{
+    FullPolicy, RingConfig, DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES,
+};
 use dcmms_modbus::ModbusTcpConfig;
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -40,7 +42,8 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
-    /// Upper bound on buffered block bytes. Default 256 MiB.
+    /// Upper bound on buffered block bytes. Default 512 MiB: about 40 hours of
+    /// 5,000 points polled every 5 s.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
     /// Blocks older than this many hours are dropped (and counted). Default 168 (7 days).
@@ -107,10 +110,10 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("state")
 }
 fn default_max_bytes() -> u64 {
-    256 * 1024 * 1024
+    DEFAULT_MAX_BYTES
 }
 fn default_max_age_hours() -> u64 {
-    168
+    DEFAULT_MAX_AGE.as_secs() / 3600
 }
 fn default_commit_interval_ms() -> u64 {
     1000
@@ -119,7 +122,7 @@ fn default_max_block_samples() -> usize {
     100_000
 }
 fn default_cache_bytes() -> usize {
-    4 * 1024 * 1024
+    DEFAULT_CACHE_BYTES
 }
 fn default_mqtt_port() -> u16 {
     8883

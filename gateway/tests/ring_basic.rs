@@ -469,3 +469,38 @@ fn buffer_and_errors_can_cross_threads() {
 mod anyhow_like {
     pub type Boxed = Box<dyn std::error::Error + Send + Sync + 'static>;
 }
+
+#[test]
+fn a_dropped_block_the_hub_acknowledges_is_not_counted_as_lost() {
+    let cfg = RingConfig {
+        max_bytes: 4000,
+        ..mem_config("delivered-late")
+    };
+    let (ring, _) = mem_ring(cfg);
+    with_points(&ring, 20);
+    let mut rng = Rng::new(9);
+    // Block 1 is "in flight" when the buffer fills up and drops it.
+    let first = ring
+        .append_block(BlockClass::Telemetry, &samples(&mut rng, 20, 20, T0), T0)
+        .unwrap();
+    let mut i = 1;
+    while ring.stats().dropped_blocks == 0 {
+        ring.append_block(
+            BlockClass::Telemetry,
+            &samples(&mut rng, 20, 20, T0 + i),
+            T0 + i,
+        )
+        .unwrap();
+        i += 1;
+    }
+    let before = ring.stats();
+    assert_eq!(ring.get(first.seq).unwrap(), None);
+    // Its ack arrives: the hub has it, so it leaves the dropped totals.
+    assert_eq!(ring.ack(&[(first.seq, first.seq)]).unwrap(), 0);
+    let after = ring.stats();
+    assert_eq!(after.dropped_blocks, before.dropped_blocks - 1);
+    assert_eq!(after.dropped_samples, before.dropped_samples - 20);
+    // A second ack for it changes nothing.
+    ring.ack(&[(first.seq, first.seq)]).unwrap();
+    assert_eq!(ring.stats().dropped_samples, after.dropped_samples);
+}

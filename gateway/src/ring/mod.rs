@@ -33,8 +33,9 @@ pub use store::RingBuffer;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Default byte bound: 256 MiB of stored payloads.
-pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Default byte bound: 512 MiB of stored payloads (about 40 hours of 5,000
+/// points polled every 5 s with a typical solar profile).
+pub const DEFAULT_MAX_BYTES: u64 = 512 * 1024 * 1024;
 /// Default age bound: 7 days.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default redb page cache: 4 MiB (redb's own default, 1 GiB, does not fit

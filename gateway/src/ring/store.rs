@@ -10,8 +10,8 @@ use super::catalog::Catalog;
 use super::policy::{class_slot, next_drop, BlockMeta, Bounds, DropReport, Ledger, Removal};
 use super::tables::{
     self, from_index, insert_block, read_meta, remove_block, to_index, write_meta, ChunkKey,
-    IndexValue, PayloadError, Payloads, StoredMeta, CATALOG, CLASSES, EVENT_BLOCKS, EVENT_INDEX,
-    META, TELEMETRY_BLOCKS, TELEMETRY_INDEX,
+    IndexValue, PayloadError, Payloads, StoredMeta, CATALOG, CLASSES, DROPPED_RECENT,
+    DROPPED_RECENT_MAX, EVENT_BLOCKS, EVENT_INDEX, META, TELEMETRY_BLOCKS, TELEMETRY_INDEX,
 };
 use super::{AppendOutcome, RingConfig, RingError, RingStats};
 use dcmms_shared::wire::MAX_PAYLOAD;
@@ -47,6 +47,7 @@ struct WriteTables<'t> {
     blocks: [Table<'t, ChunkKey, &'static [u8]>; 2],
     index: [Table<'t, u64, IndexValue>; 2],
     meta: Table<'t, &'static str, u64>,
+    dropped_recent: Table<'t, u64, u32>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -332,14 +333,17 @@ impl RingBuffer {
     }
 
     /// Deletes the blocks the hub acknowledged (inclusive ranges). Sequences
-    /// not held are ignored. Returns the number of blocks removed.
+    /// not held are ignored, except that a recently dropped block the hub
+    /// acknowledges is taken out of the dropped totals again (it was
+    /// delivered before the drop). Returns the number of blocks removed.
     pub fn ack(&self, ranges: &[(u64, u64)]) -> Result<u64, RingError> {
         let w = lock(&self.writer);
         let txn = self.begin_write()?;
-        let (ledger, removed, oldest) = {
+        let (ledger, removed, recovered, oldest) = {
             let mut t = WriteTables::open(&txn).map_err(|e| self.err(e))?;
             let mut ledger = self.stored_ledger(&t)?;
             let mut removed = 0u64;
+            let mut recovered = 0u64;
             for &(lo, hi) in ranges.iter().filter(|(lo, hi)| lo <= hi) {
                 for class in CLASSES {
                     let s = class_slot(class);
@@ -357,12 +361,26 @@ impl RingBuffer {
                     }
                     removed += metas.len() as u64;
                 }
+                // Dropped while on its way: the hub has it, so it is not lost.
+                let delivered: Vec<u32> = t
+                    .dropped_recent
+                    .extract_from_if(lo..=hi, |_, _| true)
+                    .map_err(|e| self.err(e))?
+                    .map(|r| r.map(|(_, v)| v.value()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| self.err(e))?;
+                for samples in &delivered {
+                    ledger.dropped.blocks = ledger.dropped.blocks.saturating_sub(1);
+                    ledger.dropped.samples =
+                        ledger.dropped.samples.saturating_sub(u64::from(*samples));
+                }
+                recovered += delivered.len() as u64;
             }
             write_meta(&mut t.meta, &ledger).map_err(|e| self.err(e))?;
             let oldest = t.oldest().map_err(|e| self.err(e))?;
-            (ledger, removed, oldest)
+            (ledger, removed, recovered, oldest)
         };
-        if removed == 0 {
+        if removed + recovered == 0 {
             txn.abort().map_err(|e| self.err(e))?;
             return Ok(0);
         }
@@ -489,6 +507,12 @@ impl RingBuffer {
             }
             ledger.remove(d.class, &meta, Removal::Dropped);
             report.add(&meta);
+            t.dropped_recent
+                .insert(meta.seq, meta.samples)
+                .map_err(|e| self.err(e))?;
+            while t.dropped_recent.len().map_err(|e| self.err(e))? > DROPPED_RECENT_MAX {
+                t.dropped_recent.pop_first().map_err(|e| self.err(e))?;
+            }
             oldest[s] = t.first_meta(d.class).map_err(|e| self.err(e))?;
         }
         Ok(report)
@@ -544,6 +568,7 @@ impl<'t> WriteTables<'t> {
                 txn.open_table(EVENT_INDEX)?,
             ],
             meta: txn.open_table(META)?,
+            dropped_recent: txn.open_table(DROPPED_RECENT)?,
         })
     }
 

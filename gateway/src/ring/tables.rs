@@ -51,6 +51,14 @@ pub const EVENT_INDEX: TableDefinition<u64, IndexValue> = TableDefinition::new("
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const CATALOG: TableDefinition<u32, &str> = TableDefinition::new("catalog");
+/// Recently dropped blocks: sequence -> sample count. A dropped block may
+/// already be on its way to the hub; when its ack arrives it was delivered
+/// after all and leaves the dropped totals again, so that those count
+/// exactly the samples the hub will never have.
+pub const DROPPED_RECENT: TableDefinition<u64, u32> = TableDefinition::new("dropped/recent");
+/// Dropped blocks remembered for that reconciliation; far more than can be
+/// in flight at once.
+pub const DROPPED_RECENT_MAX: u64 = 4096;
 
 pub fn blocks_table(class: BlockClass) -> TableDefinition<'static, ChunkKey, &'static [u8]> {
     match class {
