@@ -40,9 +40,13 @@ impl Site {
 
     /// Starts the peer and a hub, enrols the gateway; returns the running hub.
     fn new() -> anyhow::Result<(Site, HubProc)> {
+        Site::with_database("sqlite://hub.db")
+    }
+
+    fn with_database(db_url: &str) -> anyhow::Result<(Site, HubProc)> {
         let dir = tempfile::tempdir()?;
         let peer = ModbusPeer::start(dir.path())?;
-        let hub = HubProc::start(&dir.path().join("hub"), "sqlite://hub.db", 0)?;
+        let hub = HubProc::start(&dir.path().join("hub"), db_url, 0)?;
         HubProc::enroll(&hub.config, SITE, GW, &dir.path().join("certs"))?;
         let site = Site {
             hub_config: hub.config.clone(),
@@ -256,7 +260,18 @@ fn assert_exactly_served(site: &Site, hub: &HubProc) -> anyhow::Result<usize> {
 
 #[test]
 fn pymodbus_values_arrive_at_the_hub_exactly_as_served() -> anyhow::Result<()> {
-    let (mut site, hub) = Site::new()?;
+    let (site, hub) = Site::new()?;
+    served_values_arrive(site, hub)
+}
+
+#[test]
+fn pymodbus_values_arrive_exactly_as_served_on_postgresql() -> anyhow::Result<()> {
+    let pg = dcmms_e2e::pg::PgCluster::start()?;
+    let (site, hub) = Site::with_database(pg.url())?;
+    served_values_arrive(site, hub)
+}
+
+fn served_values_arrive(mut site: Site, hub: HubProc) -> anyhow::Result<()> {
     let cfg = site.write_gateway_config("", 100)?;
     let gw = site.start_gateway(&cfg)?;
     std::thread::sleep(Duration::from_secs(3));
