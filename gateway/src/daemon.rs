@@ -15,8 +15,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-/// Opens the buffer and builds every driver, without starting anything
-/// (also what `--check-config` runs, against a scratch copy of nothing).
+/// 2024-01-01T00:00:00Z in microseconds.
+const MIN_PLAUSIBLE_US: u64 = 1_704_067_200_000_000;
+
+/// Builds every configured driver, without starting anything (also what
+/// `--check-config` runs).
 pub fn build_drivers(
     cfg: &LoadedConfig,
     interner: &mut Interner,
@@ -48,6 +51,16 @@ pub async fn run(
         RingBuffer::open(ring_cfg)
             .with_context(|| format!("cannot open the buffer {}", ring_path.display()))?,
     );
+    let now_us = pipeline::now_ms().saturating_mul(1000).max(1) as u64;
+    if ring.start_sequences_at(now_us)? {
+        if now_us < MIN_PLAUSIBLE_US {
+            tracing::warn!("the clock reads before 2024: a new buffer's sequences may collide with an earlier buffer's at the hub");
+        }
+        tracing::info!(
+            first_seq = now_us,
+            "new buffer: sequences start at its creation time"
+        );
+    }
     let opened = ring.stats();
     tracing::info!(
         path = %ring_path.display(),

@@ -504,3 +504,22 @@ fn a_dropped_block_the_hub_acknowledges_is_not_counted_as_lost() {
     ring.ack(&[(first.seq, first.seq)]).unwrap();
     assert_eq!(ring.stats().dropped_samples, after.dropped_samples);
 }
+
+#[test]
+fn a_new_buffer_can_start_its_sequences_anywhere_once() {
+    let (ring, _) = mem_ring(mem_config("first-seq"));
+    with_points(&ring, 5);
+    assert!(ring.start_sequences_at(1_000_000).unwrap());
+    assert_eq!(ring.stats().next_seq, 1_000_000);
+    let mut rng = Rng::new(3);
+    let out = ring
+        .append_block(BlockClass::Telemetry, &samples(&mut rng, 5, 5, T0), T0)
+        .unwrap();
+    assert_eq!(out.seq, 1_000_000);
+    assert_eq!(ring.stats().acked_through, 999_999);
+    // Only a buffer that never held a block can be moved.
+    assert!(!ring.start_sequences_at(5).unwrap());
+    ring.ack(&[(out.seq, out.seq)]).unwrap();
+    assert!(!ring.start_sequences_at(5_000_000).unwrap());
+    assert_eq!(ring.stats().next_seq, 1_000_001);
+}

@@ -49,6 +49,8 @@ pub enum BrokerError {
     Link(String),
     #[error("cannot start the broker thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error("another process listens on {addr}, the port picked for the broker")]
+    PortTaken { addr: SocketAddr },
     #[error("the broker did not listen on {addr} within {READY_TIMEOUT:?}{detail}")]
     NotListening { addr: SocketAddr, detail: String },
     #[error("invalid broker setting: {0}")]
@@ -145,9 +147,37 @@ fn resolve_listen(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
     Ok(bound)
 }
 
+/// Attempts at finding a port for the broker when another process takes
+/// the one picked between the probe and the broker's own bind.
+const PORT_ATTEMPTS: usize = 5;
+
 /// Starts the broker, subscribes the hub's link to every gateway topic,
 /// and waits until the listener is bound.
+///
+/// rumqttd cannot bind port 0 and report the port, so a free port is picked
+/// first; another process may take it before rumqttd binds it. The listener
+/// is therefore checked to be this process's own socket, and with port 0 a
+/// port lost that way is retried with a fresh one.
 pub async fn start(
+    cfg: &BrokerConfig,
+    listen: SocketAddr,
+    tls: &ServerFiles,
+) -> Result<RunningBroker, BrokerError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match start_once(cfg, listen, tls).await {
+            Err(BrokerError::PortTaken { addr })
+                if listen.port() == 0 && attempt < PORT_ATTEMPTS =>
+            {
+                tracing::warn!(%addr, attempt, "another process took the broker's port; trying another");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn start_once(
     cfg: &BrokerConfig,
     listen: SocketAddr,
     tls: &ServerFiles,
@@ -183,8 +213,16 @@ pub async fn start(
 
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if is_listening(listen.port()) {
-            break;
+        match listener_owner(listen.port()) {
+            Owner::Us => break,
+            // Give our own bind a moment: until it happens, a foreign
+            // listener may only be the probe's port being reused.
+            Owner::Other
+                if Instant::now() + READY_TIMEOUT > deadline + Duration::from_millis(500) =>
+            {
+                return Err(BrokerError::PortTaken { addr: listen });
+            }
+            Owner::Other | Owner::Nobody => {}
         }
         if let Ok(why) = exited.try_recv() {
             return Err(BrokerError::NotListening {
@@ -211,46 +249,76 @@ pub async fn start(
     })
 }
 
-/// Whether some socket listens on TCP `port`, from /proc/net/tcp{,6}.
-/// Reading the kernel's table avoids connecting to the broker, which would
-/// log a failed TLS handshake.
-fn is_listening(port: u16) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Us,
+    Other,
+    Nobody,
+}
+
+/// Who listens on TCP `port`, from /proc/net/tcp{,6} and this process's
+/// open sockets. Reading the kernel's tables avoids connecting to the
+/// broker, which would log a failed TLS handshake.
+fn listener_owner(port: u16) -> Owner {
     let mut any_table = false;
+    let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
         };
         any_table = true;
-        if listening_in(&text, port) {
-            return true;
-        }
+        inodes.extend(listening_inodes(&text, port));
     }
     if !any_table {
         // No procfs: fall back to a connection attempt.
-        return std::net::TcpStream::connect_timeout(
+        let up = std::net::TcpStream::connect_timeout(
             &SocketAddr::from(([127, 0, 0, 1], port)),
             Duration::from_millis(100),
         )
         .is_ok();
+        return if up { Owner::Us } else { Owner::Nobody };
     }
-    false
+    if inodes.is_empty() {
+        return Owner::Nobody;
+    }
+    let ours = own_socket_inodes();
+    if inodes.iter().any(|i| ours.contains(i)) {
+        Owner::Us
+    } else {
+        Owner::Other
+    }
 }
 
-fn listening_in(table: &str, port: u16) -> bool {
+/// Inodes of the sockets listening on `port` in a /proc/net/tcp table.
+fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
     const LISTEN: &str = "0A";
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace();
-        let (Some(_), Some(local), Some(_), Some(state)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return false;
-        };
-        state == LISTEN
-            && local
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            let p = local
                 .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                == Some(port)
-    })
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())?;
+            (*state == LISTEN && p == port)
+                .then(|| inode.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Inodes of this process's open sockets.
+fn own_socket_inodes() -> std::collections::HashSet<u64> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Default::default();
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
 }
 
 /// Forwards the broker's router meters and alerts into hub metrics until
@@ -299,21 +367,40 @@ mod tests {
 
     #[test]
     fn proc_table_parsing() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue\n\
-                     0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n\
-                     1: 0100007F:2000 0100007F:9C40 01 00000000:00000000\n";
-        assert!(listening_in(table, 0x1F90));
-        assert!(!listening_in(table, 0x2000), "established, not listening");
-        assert!(!listening_in(table, 1234));
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                     0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1\n\
+                     1: 0100007F:2000 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 77 1\n";
+        assert_eq!(listening_inodes(table, 0x1F90), vec![4242]);
+        assert!(
+            listening_inodes(table, 0x2000).is_empty(),
+            "established, not listening"
+        );
+        assert!(listening_inodes(table, 1234).is_empty());
     }
 
     #[test]
-    fn real_listener_is_seen() {
+    fn own_and_foreign_listeners_are_told_apart() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        assert!(is_listening(port));
+        assert_eq!(listener_owner(port), Owner::Us);
         drop(l);
-        assert!(!is_listening(port));
+        assert_eq!(listener_owner(port), Owner::Nobody);
+        // A listener in another process.
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let foreign: u16 = line.trim().parse().unwrap();
+        assert_eq!(listener_owner(foreign), Owner::Other);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

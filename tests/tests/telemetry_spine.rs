@@ -67,7 +67,14 @@ impl Site {
         HubProc::start_with(&self.dir().join("hub"), &self.hub_config)
     }
 
-    fn write_gateway_config(&self, extra_buffer: &str, poll_ms: u64) -> anyhow::Result<PathBuf> {
+    /// Gateway config polling the peer every `poll_ms`; after a device
+    /// failure the driver waits at least `backoff_ms` before reconnecting.
+    fn write_gateway_config(
+        &self,
+        extra_buffer: &str,
+        poll_ms: u64,
+        backoff_ms: u64,
+    ) -> anyhow::Result<PathBuf> {
         let mut points = String::new();
         for (name, table, address, ty) in POINTS {
             points.push_str(&format!(
@@ -96,11 +103,12 @@ name = "peer"
 address = "{peer}"
 poll_interval_ms = {poll_ms}
 timeout_ms = 1000
-backoff_min_ms = 50
-backoff_max_ms = 500
+backoff_min_ms = {backoff_ms}
+backoff_max_ms = {backoff_max}
 {points}"#,
             port = self.mqtt_port,
             peer = self.peer.addr,
+            backoff_max = backoff_ms * 10,
         );
         let path = self.dir().join("gateway.toml");
         std::fs::write(&path, cfg)?;
@@ -272,7 +280,7 @@ fn pymodbus_values_arrive_exactly_as_served_on_postgresql() -> anyhow::Result<()
 }
 
 fn served_values_arrive(mut site: Site, hub: HubProc) -> anyhow::Result<()> {
-    let cfg = site.write_gateway_config("", 100)?;
+    let cfg = site.write_gateway_config("", 100, 50)?;
     let gw = site.start_gateway(&cfg)?;
     std::thread::sleep(Duration::from_secs(3));
     site.peer.stop();
@@ -296,7 +304,7 @@ fn served_values_arrive(mut site: Site, hub: HubProc) -> anyhow::Result<()> {
 #[test]
 fn hub_outage_loses_nothing_and_live_data_resumes() -> anyhow::Result<()> {
     let (mut site, hub) = Site::new()?;
-    let cfg = site.write_gateway_config("", 100)?;
+    let cfg = site.write_gateway_config("", 100, 50)?;
     let gw = site.start_gateway(&cfg)?;
     std::thread::sleep(Duration::from_secs(2));
     hub.stop()?;
@@ -329,7 +337,7 @@ fn hub_outage_loses_nothing_and_live_data_resumes() -> anyhow::Result<()> {
 #[test]
 fn gateway_kill9_loses_nothing_committed_and_duplicates_nothing() -> anyhow::Result<()> {
     let (mut site, hub) = Site::new()?;
-    let cfg = site.write_gateway_config("", 100)?;
+    let cfg = site.write_gateway_config("", 100, 50)?;
     let mut gw = site.start_gateway(&cfg)?;
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(1500));
@@ -340,7 +348,11 @@ fn gateway_kill9_loses_nothing_committed_and_duplicates_nothing() -> anyhow::Res
     site.peer.stop();
     let status = drain(&gw, Duration::from_secs(60))?;
     let last_seq = status["buffer"]["next_seq"].as_u64().unwrap_or(0) - 1;
-    assert!(last_seq >= 20, "only {last_seq} blocks committed");
+    assert_eq!(
+        entry_max_seq(&hub)?,
+        last_seq,
+        "the hub saw a sequence the gateway never committed"
+    );
 
     // Every committed block reached the hub: its contiguous acked sequence
     // is the gateway's last sequence (seqs are never reused).
@@ -355,6 +367,7 @@ fn gateway_kill9_loses_nothing_committed_and_duplicates_nothing() -> anyhow::Res
         let got = good_values(&samples);
         let want = &served[name];
         assert!(got.len() <= want.len(), "{name}: more stored than served");
+        assert!(got.len() >= 20, "{name}: only {} samples stored", got.len());
         assert!(
             is_subsequence(&got, want),
             "{name}: stored values are not a subsequence of served values"
@@ -363,6 +376,10 @@ fn gateway_kill9_loses_nothing_committed_and_duplicates_nothing() -> anyhow::Res
     gw.stop()?;
     hub.stop()?;
     Ok(())
+}
+
+fn entry_max_seq(hub: &HubProc) -> anyhow::Result<u64> {
+    hub_gateway(hub)?["max_seq"].as_u64().context("max_seq")
 }
 
 fn is_subsequence(a: &[f64], b: &[f64]) -> bool {
@@ -374,7 +391,9 @@ fn is_subsequence(a: &[f64], b: &[f64]) -> bool {
 fn full_buffer_drops_oldest_and_the_count_is_exact_at_the_hub() -> anyhow::Result<()> {
     let (mut site, hub) = Site::new()?;
     hub.stop()?;
-    let cfg = site.write_gateway_config("max_bytes = 16384", 50)?;
+    // Once the peer is stopped the gateway records one failed poll, then
+    // stays quiet for the backoff, so the counts below are taken at rest.
+    let cfg = site.write_gateway_config("max_bytes = 16384", 50, 60_000)?;
     let gw = site.start_gateway(&cfg)?;
     let dropped = wait_for("the buffer to drop blocks", Duration::from_secs(60), || {
         let d = gw.status().ok()?["buffer"]["dropped_samples"].as_u64()?;

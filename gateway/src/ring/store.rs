@@ -278,6 +278,41 @@ impl RingBuffer {
         Ok(outcome)
     }
 
+    /// Makes a buffer that has never stored a block hand out sequences from
+    /// `seq` on; returns false (and changes nothing) for any other buffer.
+    ///
+    /// The daemon starts a new buffer at its creation time in microseconds,
+    /// so that a gateway whose buffer was lost and created anew never reuses
+    /// a sequence the hub has already seen (the hub would take the new
+    /// blocks for duplicates).
+    pub fn start_sequences_at(&self, seq: u64) -> Result<bool, RingError> {
+        let w = lock(&self.writer);
+        let txn = self.begin_write()?;
+        let moved = {
+            let mut t = WriteTables::open(&txn).map_err(|e| self.err(e))?;
+            let mut ledger = self.stored_ledger(&t)?;
+            if ledger.next_seq == 1 && ledger.total_blocks() == 0 && seq > 1 {
+                ledger.next_seq = seq;
+                write_meta(&mut t.meta, &ledger).map_err(|e| self.err(e))?;
+                let oldest = t.oldest().map_err(|e| self.err(e))?;
+                Some((ledger, oldest))
+            } else {
+                None
+            }
+        };
+        match moved {
+            Some((ledger, oldest)) => {
+                txn.commit().map_err(|e| self.err(e))?;
+                self.publish(&w, &ledger, oldest);
+                Ok(true)
+            }
+            None => {
+                txn.abort().map_err(|e| self.err(e))?;
+                Ok(false)
+            }
+        }
+    }
+
     /// Wire payloads of the blocks with a sequence above `after`, oldest
     /// first, at most `limit`.
     pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, RingError> {

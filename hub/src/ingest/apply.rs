@@ -127,6 +127,16 @@ pub async fn apply_batch(
                 let json = serde_json::to_string(status)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 tx.store_status(gw.row.id, &json, status.ts_ms).await?;
+                // The gateway vouches that every sequence up to
+                // `acked_through` is settled (acknowledged, or dropped by its
+                // buffer): that carries the mark over gaps left by drops and
+                // to the start of a new buffer's sequences.
+                if let Ok(through) = i64::try_from(status.acked_through) {
+                    if through > gw.row.acked_seq {
+                        gw.row.acked_seq = through;
+                        gw.progress = true;
+                    }
+                }
             }
         }
     }
@@ -390,6 +400,30 @@ mod tests {
         assert!((avg - 0.2).abs() < 1e-9, "{avg}");
     }
 
+    async fn status_carries_the_settled_mark(store: Store) {
+        // A new gateway buffer starts its sequences high; its status says
+        // everything before is settled, so the mark follows its blocks.
+        apply_batch(&store, &[catalog("n", 0, &["d/x"])], 1)
+            .await
+            .unwrap();
+        let status = Inbound {
+            topic: topic("n", TopicKind::Status),
+            body: Body::Status(GatewayStatus {
+                ts_ms: 5,
+                online: true,
+                acked_through: 1_000_000,
+                next_seq: 1_000_001,
+                ..Default::default()
+            }),
+        };
+        apply_batch(&store, &[status], 2).await.unwrap();
+        assert_eq!(store.gateways().await.unwrap()[0].acked_seq, 1_000_000);
+        let b = block("n", 1_000_001, 1, &samples(0, 0, 2));
+        apply_batch(&store, &[b], 3).await.unwrap();
+        let g = &store.gateways().await.unwrap()[0];
+        assert_eq!((g.acked_seq, g.max_seq), (1_000_001, 1_000_001));
+    }
+
     macro_rules! on_both {
         ($name:ident) => {
             mod $name {
@@ -413,4 +447,5 @@ mod tests {
     on_both!(rejected_blocks_and_conflicts);
     on_both!(status_and_nan);
     on_both!(paging_and_buckets);
+    on_both!(status_carries_the_settled_mark);
 }

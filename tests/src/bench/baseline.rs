@@ -3,14 +3,17 @@
 //! separate database in the same PostgreSQL cluster):
 //!
 //! - **store insert**: the hub's own store layer (`IngestTx::insert_samples`)
-//!   writing the backlog's rows, one transaction per block. This is the
-//!   database's raw ingest rate with the hub's schema and statements: no
-//!   decoding, no network, no bookkeeping.
+//!   writing the backlog's rows. This is the database's raw ingest rate
+//!   with the hub's schema and statements: no decoding, no network, no
+//!   bookkeeping.
 //! - **hub ingest**: the hub's ingest path without the network
-//!   (`ingest::apply_batch`, one block per transaction): decoding the
-//!   columnar block, the catalog gate, the block row and the progress mark.
+//!   (`ingest::apply_batch`): decoding the columnar block, the catalog
+//!   gate, the block row and the progress mark.
 //!
-//! Rows are generated and encoded before the clock starts.
+//! Both commit `batch_blocks` blocks per transaction. The hub batches what
+//! is queued, and one gateway has at most `uplink.max_in_flight` blocks
+//! (default 16) un-acknowledged, so that is what a draining hub can batch
+//! at best. Rows are generated and encoded before the clock starts.
 
 use super::profile::Backlog;
 use super::setup::SITE;
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 pub async fn store_insert(
     location: &DatabaseLocation,
     backlog: &Backlog,
+    batch_blocks: usize,
 ) -> anyhow::Result<Duration> {
     let store = Store::open(location, 2)
         .await
@@ -48,9 +52,11 @@ pub async fn store_insert(
     let blocks: Vec<Vec<Sample>> = (0..backlog.blocks()).map(|b| backlog.block(b)).collect();
     let started = Instant::now();
     let mut written = 0;
-    for block in &blocks {
+    for batch in blocks.chunks(batch_blocks.max(1)) {
         let mut tx = store.begin().await?;
-        written += tx.insert_samples(gw.id, block).await?;
+        for block in batch {
+            written += tx.insert_samples(gw.id, block).await?;
+        }
         tx.commit().await?;
     }
     let took = started.elapsed();
@@ -69,6 +75,7 @@ pub async fn store_insert(
 pub async fn hub_ingest(
     location: &DatabaseLocation,
     backlog: &Backlog,
+    batch_blocks: usize,
 ) -> anyhow::Result<Duration> {
     const GW: &str = "baseline-ingest";
     let store = Store::open(location, 2)
@@ -106,8 +113,8 @@ pub async fn hub_ingest(
     }
     let started = Instant::now();
     let mut inserted = 0;
-    for msg in &inbound {
-        let out = apply_batch(&store, std::slice::from_ref(msg), super::probe::now_ms()).await?;
+    for batch in inbound.chunks(batch_blocks.max(1)) {
+        let out = apply_batch(&store, batch, super::probe::now_ms()).await?;
         inserted += out.samples_inserted;
     }
     let took = started.elapsed();

@@ -65,6 +65,11 @@ pub struct DrainArgs {
     /// Give up after this many seconds of draining.
     #[arg(long, default_value_t = 3600)]
     pub timeout_s: u64,
+    /// Blocks per transaction in the database baselines (default: the
+    /// gateway's default send window, the most a hub can batch from one
+    /// draining gateway).
+    #[arg(long, default_value_t = 16)]
+    pub baseline_batch_blocks: usize,
     /// Skip the database baselines.
     #[arg(long)]
     pub no_baseline: bool,
@@ -91,19 +96,20 @@ pub fn run(args: &DrainArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
     let mut baselines = Vec::new();
     if !args.no_baseline {
         let loc = rt.block_on(db.scratch("baseline_rows"))?;
-        let took = rt.block_on(baseline::store_insert(&loc, &backlog))?;
+        let batch = args.baseline_batch_blocks.max(1);
+        let took = rt.block_on(baseline::store_insert(&loc, &backlog, batch))?;
         let r = rate(backlog.samples, took);
         println!(
-            "baseline, hub store insert (rows only, one transaction per block): {} samples/s ({:.1} s)",
+            "baseline, hub store insert (rows only, {batch} blocks per transaction): {} samples/s ({:.1} s)",
             grouped(r),
             took.as_secs_f64()
         );
         baselines.push(("store insert", r));
         let loc = rt.block_on(db.scratch("baseline_ingest"))?;
-        let took = rt.block_on(baseline::hub_ingest(&loc, &backlog))?;
+        let took = rt.block_on(baseline::hub_ingest(&loc, &backlog, batch))?;
         let r = rate(backlog.samples, took);
         println!(
-            "baseline, hub ingest path without network (decode + rows + block bookkeeping, one block per transaction): {} samples/s ({:.1} s)",
+            "baseline, hub ingest path without network (decode + rows + block bookkeeping, {batch} blocks per transaction): {} samples/s ({:.1} s)",
             grouped(r),
             took.as_secs_f64()
         );

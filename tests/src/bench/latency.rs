@@ -127,7 +127,7 @@ pub fn run(args: &LatencyArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
         )
     );
     println!(
-        "  for scale: the gateway commits its buffer every {} ms, so a sample waits about half of that on average before it can leave the gateway",
+        "  for scale: the gateway commits its buffer every {} ms, so a sample may wait up to that long in the gateway before it can leave",
         args.commit_interval_ms
     );
     for e in probed.errors {

@@ -1,6 +1,6 @@
-//! Memory of a child process from `/proc/PID/status`, and finding the PID
-//! of a child started by the e2e harness (which keeps its `Child` private)
-//! by its command line.
+//! Memory of a child process from `/proc/PID/status`, finding the PID of
+//! a child started by the e2e harness (which keeps its `Child` private) by
+//! its command line, and the machine's load average.
 
 use std::path::Path;
 
@@ -31,6 +31,13 @@ pub fn parse_status(text: &str) -> Option<Memory> {
 /// Reads the memory of `pid`; `None` once it has exited.
 pub fn memory(pid: u32) -> Option<Memory> {
     parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+pub fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let fields: Vec<&str> = text.split_whitespace().take(3).collect();
+    (fields.len() == 3).then(|| fields.join(" "))
 }
 
 /// The PID of a child of this process whose command line has `arg` as one
@@ -81,6 +88,7 @@ mod tests {
 
     #[test]
     fn reads_its_own_memory_and_finds_a_child_by_argument() {
+        assert_eq!(load_average().map(|l| l.split(' ').count()), Some(3));
         let me = memory(std::process::id()).unwrap();
         assert!(me.rss > 0 && me.hwm >= me.rss, "{me:?}");
         let marker = std::env::temp_dir().join(format!("bench-marker-{}", std::process::id()));

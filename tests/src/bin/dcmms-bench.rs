@@ -77,11 +77,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .tempdir()
         .context("creating the temporary folder")?;
     let dir = tmp.path().to_owned();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = || bench::procstat::load_average().unwrap_or_else(|| "unknown".into());
+    println!(
+        "machine: {cpus} CPUs, load average {} (other work on the machine skews every figure)",
+        load()
+    );
     let result = match &cli.command {
         Command::Drain(a) => bench::drain::run(a, &rt, &dir),
         Command::Latency(a) => bench::latency::run(a, &rt, &dir),
         Command::Rss(a) => bench::rss::run(a, &rt, &dir),
     };
+    println!("load average at the end: {}", load());
     if cli.keep || result.is_err() {
         let kept = tmp.keep();
         eprintln!("files of this run (configs, logs): {}", kept.display());
