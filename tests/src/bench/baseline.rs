@@ -3,9 +3,9 @@
 //! separate database in the same PostgreSQL cluster):
 //!
 //! - **store insert**: the hub's own store layer (`IngestTx::insert_samples`)
-//!   writing the backlog's rows. This is the database's raw ingest rate
-//!   with the hub's schema and statements: no decoding, no network, no
-//!   bookkeeping.
+//!   writing the backlog's rows, in the order a decoded block yields them
+//!   (grouped per point). This is the database's raw ingest rate with the
+//!   hub's schema and statements: no decoding, no network, no bookkeeping.
 //! - **hub ingest**: the hub's ingest path without the network
 //!   (`ingest::apply_batch`): decoding the columnar block, the catalog
 //!   gate, the block row and the progress mark.
@@ -22,7 +22,8 @@ use dcmms_hub::config::DatabaseLocation;
 use dcmms_hub::ingest::{apply_batch, Body, Inbound};
 use dcmms_hub::Store;
 use dcmms_shared::{
-    encode_samples, BlockClass, PointCatalog, Sample, TelemetryBlock, Topic, TopicKind,
+    decode_samples, encode_samples, BlockClass, PointCatalog, Sample, TelemetryBlock, Topic,
+    TopicKind,
 };
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,11 @@ pub async fn store_insert(
     tx.upsert_points(gw.id, &entries).await?;
     tx.commit().await?;
 
-    let blocks: Vec<Vec<Sample>> = (0..backlog.blocks()).map(|b| backlog.block(b)).collect();
+    // The rows in the order the hub inserts them: as a block decodes,
+    // grouped per point (index inserts are far more local that way).
+    let blocks = (0..backlog.blocks())
+        .map(|b| Ok(decode_samples(&encode_samples(&backlog.block(b))?)?))
+        .collect::<anyhow::Result<Vec<Vec<Sample>>>>()?;
     let started = Instant::now();
     let mut written = 0;
     for batch in blocks.chunks(batch_blocks.max(1)) {

@@ -21,6 +21,7 @@
 //!      figure in the same run.
 
 use super::baseline;
+use super::interrupt;
 use super::live::{self, StatusWatch};
 use super::probe::{now_ms, rfc3339, Probe, ProbeResult};
 use super::profile::Backlog;
@@ -121,7 +122,7 @@ pub fn run(args: &DrainArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
 
     // 3. Pre-filled buffer.
     let state_dir = dir.join("gw-state");
-    let (last_backlog_seq, stored_bytes, took) = prefill(&state_dir, &backlog)?;
+    let (seqs, stored_bytes, took) = prefill(&state_dir, &backlog)?;
     println!(
         "ring pre-fill: {} samples in {:.1} s ({} samples/s), {:.1} MiB of blocks ({:.1} bytes/sample)",
         grouped(backlog.samples as f64),
@@ -146,7 +147,7 @@ pub fn run(args: &DrainArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
     let probe = Probe::start(rt, hub.api, &live::live_point_name(), now_ms());
     let started = Instant::now();
     let gw = GatewayProc::start(dir, &config)?;
-    let result = watch_drain(args, &gw, &probe, &backlog, last_backlog_seq, started);
+    let result = watch_drain(args, &hub, &gw, &probe, &backlog, seqs, started);
     let drained = match result {
         Ok(d) => d,
         Err(e) => {
@@ -170,7 +171,7 @@ pub fn run(args: &DrainArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
     }
 
     // Live latency after the drain, same run.
-    std::thread::sleep(Duration::from_secs(args.after_s));
+    interrupt::pause(Duration::from_secs(args.after_s))?;
     let after_end_ms = now_ms();
     let probed = finish_probe(rt, probe, after_end_ms);
     let connected_ms = drained.connected_ms;
@@ -220,9 +221,9 @@ pub fn run(args: &DrainArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pre-fills the ring buffer; returns the last sequence, the stored bytes
-/// and the time taken.
-fn prefill(state_dir: &Path, backlog: &Backlog) -> anyhow::Result<(u64, u64, Duration)> {
+/// Pre-fills the ring buffer; returns the first and last sequence, the
+/// stored bytes and the time taken.
+fn prefill(state_dir: &Path, backlog: &Backlog) -> anyhow::Result<((u64, u64), u64, Duration)> {
     let ring = RingBuffer::open(RingConfig::new(state_dir.join("buffer.redb")))
         .context("opening the gateway's ring buffer")?;
     let ids = ring.intern(&backlog.names())?;
@@ -230,7 +231,7 @@ fn prefill(state_dir: &Path, backlog: &Backlog) -> anyhow::Result<(u64, u64, Dur
         bail!("the fresh ring buffer assigned unexpected point ids");
     }
     let started = Instant::now();
-    let mut last = 0;
+    let (mut first, mut last) = (None, 0);
     for b in 0..backlog.blocks() {
         let samples = backlog.block(b);
         let out = ring.append_block(BlockClass::Telemetry, &samples, now_ms())?;
@@ -239,10 +240,12 @@ fn prefill(state_dir: &Path, backlog: &Backlog) -> anyhow::Result<(u64, u64, Dur
                 "the backlog does not fit the gateway's default buffer bounds; use fewer --samples"
             );
         }
+        first.get_or_insert(out.seq);
         last = out.seq;
     }
     let took = started.elapsed();
-    Ok((last, ring.stats().bytes, took))
+    let first = first.context("the backlog has no blocks")?;
+    Ok(((first, last), ring.stats().bytes, took))
 }
 
 struct Drained {
@@ -254,21 +257,27 @@ struct Drained {
 
 fn watch_drain(
     args: &DrainArgs,
+    hub: &HubProc,
     gw: &GatewayProc,
     probe: &Probe,
     backlog: &Backlog,
-    last_backlog_seq: u64,
+    (first_backlog_seq, last_backlog_seq): (u64, u64),
     started: Instant,
 ) -> anyhow::Result<Drained> {
     let mut watch = StatusWatch::default();
     let mut next_progress = started + Duration::from_secs(args.progress_s.max(1));
     let deadline = started + Duration::from_secs(args.timeout_s);
     let per_block = backlog.block_samples as u64;
+    let mut hub_silent = 0;
     loop {
         let status = watch.poll(gw).cloned();
         let now = Instant::now();
         if let Some(s) = &status {
             let acked = s["buffer"]["acked_through"].as_u64().unwrap_or(0);
+            if watch.connected_ms.is_none() && now.duration_since(started) > Duration::from_secs(60)
+            {
+                bail!("the gateway's uplink did not connect within 60 s; see the hub and gateway logs");
+            }
             if acked >= last_backlog_seq {
                 return Ok(Drained {
                     at: now,
@@ -279,7 +288,17 @@ fn watch_drain(
             }
             if now >= next_progress {
                 next_progress += Duration::from_secs(args.progress_s.max(1));
-                let done = (acked * per_block).min(backlog.samples);
+                // A hub that died would leave the bench waiting until the timeout.
+                hub_silent = if get_json(&hub.url("/health")).is_ok() {
+                    0
+                } else {
+                    hub_silent + 1
+                };
+                if hub_silent >= 3 {
+                    bail!("the hub stopped answering /health");
+                }
+                let blocks_acked = (acked + 1).saturating_sub(first_backlog_seq);
+                let done = (blocks_acked * per_block).min(backlog.samples);
                 let obs = probe.observations();
                 let last = obs
                     .last()
@@ -305,7 +324,7 @@ fn watch_drain(
                 status.map(|s| s.to_string()).unwrap_or_default()
             );
         }
-        std::thread::sleep(STATUS_EVERY);
+        interrupt::pause(STATUS_EVERY)?;
     }
 }
 
@@ -314,7 +333,9 @@ fn watch_drain(
 fn finish_probe(rt: &Runtime, probe: Probe, end_ms: i64) -> ProbeResult {
     let give_up = Instant::now() + Duration::from_secs(10);
     while Instant::now() < give_up && !probe.observations().iter().any(|o| o.ts_ms >= end_ms) {
-        std::thread::sleep(Duration::from_millis(50));
+        if interrupt::pause(Duration::from_millis(50)).is_err() {
+            break;
+        }
     }
     probe.stop(rt)
 }

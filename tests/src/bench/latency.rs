@@ -8,11 +8,11 @@
 //! this figure is about) and lasts `--seconds`; a sample counts when its
 //! timestamp is in the window, however late it shows up.
 
-use super::live::{self, StatusWatch};
+use super::interrupt;
+use super::live;
 use super::probe::{now_ms, Probe, PROBE_INTERVAL};
 use super::setup::{self, Database, DbKind, GatewaySpec};
 use super::stats::latency_line;
-use anyhow::bail;
 use dcmms_e2e::procs::{dump_log, GatewayProc};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -61,18 +61,10 @@ pub fn run(args: &LatencyArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
     let probe = Probe::start(rt, hub.api, &live::live_point_name(), now_ms());
     let gw = GatewayProc::start(dir, &config)?;
     let started = Instant::now();
-    let mut watch = StatusWatch::default();
-    let connected_ms = loop {
-        watch.poll(&gw);
-        if let Some(t) = watch.connected_ms {
-            break t;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            dump_log(&gw.log);
-            bail!("the gateway's uplink did not connect within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let connected_ms = live::wait_connected(&gw, Duration::from_secs(30)).inspect_err(|_| {
+        dump_log(&gw.log);
+        dump_log(&hub.log);
+    })?;
     println!(
         "uplink connected {:.1} s after the gateway started; measuring",
         started.elapsed().as_secs_f64()
@@ -80,7 +72,7 @@ pub fn run(args: &LatencyArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
     let end_ms = connected_ms + args.seconds as i64 * 1000;
     let mut next_progress = Instant::now() + Duration::from_secs(10);
     while now_ms() < end_ms {
-        std::thread::sleep(Duration::from_millis(200));
+        interrupt::pause(Duration::from_millis(200))?;
         if Instant::now() >= next_progress {
             next_progress += Duration::from_secs(10);
             let lat = live::window(&probe.observations(), connected_ms, end_ms);
@@ -99,7 +91,7 @@ pub fn run(args: &LatencyArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
     // Let the last samples of the window arrive.
     let give_up = Instant::now() + Duration::from_secs(10);
     while Instant::now() < give_up && !probe.observations().iter().any(|o| o.ts_ms >= end_ms) {
-        std::thread::sleep(Duration::from_millis(50));
+        interrupt::pause(Duration::from_millis(50))?;
     }
     let probed = probe.stop(rt);
     let lat = live::window(&probed.observations, connected_ms, end_ms);

@@ -3,12 +3,14 @@
 //! gateway status poll that notes when the uplink first came up, and the
 //! split of probe observations into measurement windows.
 
+use super::interrupt;
 use super::probe::{now_ms, Observation};
 use super::setup::{inverter_points_csv, DeviceSpec, SITE};
-use anyhow::Context;
+use anyhow::{bail, Context};
 use dcmms_e2e::procs::GatewayProc;
 use dcmms_hil::{Fleet, InverterParams, SimClock, SolarInverter};
 use serde_json::Value;
+use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 /// Device name of the live inverter on the gateway.
@@ -57,6 +59,30 @@ impl StatusWatch {
             self.last = Some(s);
         }
         self.last.as_ref()
+    }
+}
+
+/// Waits until the gateway's uplink is connected; returns when that was
+/// first seen (ms since the epoch).
+pub fn wait_connected(gw: &GatewayProc, timeout: Duration) -> anyhow::Result<i64> {
+    let started = Instant::now();
+    let mut watch = StatusWatch::default();
+    loop {
+        watch.poll(gw);
+        if let Some(t) = watch.connected_ms {
+            return Ok(t);
+        }
+        if started.elapsed() > timeout {
+            let error = watch
+                .last
+                .as_ref()
+                .map(|s| s["uplink"]["last_error"].to_string())
+                .unwrap_or_default();
+            bail!(
+                "the gateway's uplink did not connect within {timeout:?} (last error {error}); see the hub and gateway logs"
+            );
+        }
+        interrupt::pause(Duration::from_millis(100))?;
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod baseline;
 pub mod drain;
+pub mod interrupt;
 pub mod latency;
 pub mod live;
 pub mod probe;

@@ -11,9 +11,12 @@
 //!   samples).
 //! - **samples/s polled**: from the gateway's status, the increase of each
 //!   device's `polls_ok` times its point count, over the measured window.
-//! - **baseline**: the same figures for a gateway with no devices,
-//!   connected to the same hub.
+//! - **baseline**: the same figures for a nearly idle gateway connected to
+//!   the same hub: one device with one point. (A gateway with no devices
+//!   at all stops at once: its pipeline sees no driver and ends.)
 
+use super::interrupt;
+use super::live;
 use super::procstat::{self, Memory};
 use super::regserver;
 use super::setup::{self, Database, DbKind, DeviceSpec, GatewaySpec};
@@ -86,40 +89,44 @@ pub fn run(args: &RssArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
         args.poll_interval_ms
     );
 
-    // Baseline: no devices.
+    let (server, _task) = rt
+        .block_on(regserver::serve(([127, 0, 0, 1], 0).into()))
+        .context("starting the register server")?;
+
+    // Baseline: one device, one point.
+    let idle_csv = dir.join("idle.csv");
+    std::fs::write(&idle_csv, regserver::points_csv(1))?;
     let idle = GatewaySpec {
         gateway: "gw-idle".to_owned(),
         state_dir: dir.join("gw-idle-state"),
         bundle_dir: setup::bundle_dir(dir, "gw-idle"),
         mqtt: hub.mqtt,
         commit_interval_ms: 1000,
-        devices: Vec::new(),
+        devices: vec![DeviceSpec {
+            name: "idle".to_owned(),
+            address: server,
+            unit_id: 1,
+            poll_interval_ms: args.poll_interval_ms,
+            points_csv: idle_csv,
+        }],
     }
     .write(&dir.join("gateway-idle.toml"))?;
     let gw = GatewayProc::start(dir, &idle)?;
+    live::wait_connected(&gw, Duration::from_secs(30)).inspect_err(|_| dump_log(&hub.log))?;
     let pid = procstat::find_child(&idle).context("PID of the idle gateway")?;
     let mut idle_mem = MemorySummary::default();
     for _ in 0..args.idle_seconds.max(1) {
-        std::thread::sleep(Duration::from_secs(1));
+        interrupt::pause(Duration::from_secs(1))?;
         idle_mem.add(procstat::memory(pid).context("the idle gateway exited")?);
     }
-    let connected = gw.status()?["uplink"]["connected"].as_bool() == Some(true);
     gw.stop()?;
     println!(
-        "baseline, idle gateway (no devices, uplink {}), {} s: {}",
-        if connected {
-            "connected"
-        } else {
-            "NOT connected"
-        },
+        "baseline, nearly idle gateway (1 device, 1 point, uplink connected), {} s: {}",
         args.idle_seconds.max(1),
         idle_mem.line()
     );
 
     // Load.
-    let (server, _task) = rt
-        .block_on(regserver::serve(([127, 0, 0, 1], 0).into()))
-        .context("starting the register server")?;
     let mut devices = Vec::new();
     let mut points_of = HashMap::new();
     let mut left = args.points;
@@ -151,6 +158,7 @@ pub fn run(args: &RssArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
     }
     .write(&dir.join("gateway-load.toml"))?;
     let gw = GatewayProc::start(dir, &load)?;
+    live::wait_connected(&gw, Duration::from_secs(30)).inspect_err(|_| dump_log(&hub.log))?;
     let pid = procstat::find_child(&load).context("PID of the loaded gateway")?;
     let measured = measure_load(args, &gw, pid, &points_of);
     let (mem, polled, first, last) = match measured {
@@ -199,7 +207,7 @@ fn measure_load(
     let mut last = Value::Null;
     let mut last_at = Instant::now();
     for second in 1..=args.seconds.max(2) {
-        std::thread::sleep(Duration::from_secs(1));
+        interrupt::pause(Duration::from_secs(1))?;
         mem.add(procstat::memory(pid).context("the gateway exited")?);
         let status = gw.status()?;
         let now = Instant::now();

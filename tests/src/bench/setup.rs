@@ -67,11 +67,33 @@ pub fn prepare_binaries(build: bool) -> anyhow::Result<Option<i32>> {
         return Ok(None);
     }
     let twin = twin_in_deps(&exe, &dir.join("deps"))?;
-    let status = Command::new(&twin)
-        .args(std::env::args_os().skip(1))
-        .env(REEXEC_ENV, "1")
-        .status()
-        .with_context(|| format!("cannot run {}", twin.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Ctrl-C reaches both processes from the terminal: this one waits
+        // for the re-executed bench to clean up instead of dying first.
+        // SIGTERM is sent to this process only: pass it on.
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut child = tokio::process::Command::new(&twin)
+            .args(std::env::args_os().skip(1))
+            .env(REEXEC_ENV, "1")
+            .spawn()
+            .with_context(|| format!("cannot run {}", twin.display()))?;
+        loop {
+            tokio::select! {
+                status = child.wait() => return anyhow::Ok(status?),
+                _ = int.recv() => {}
+                _ = term.recv() => {
+                    if let Some(pid) = child.id() {
+                        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                    }
+                }
+            }
+        }
+    })?;
     Ok(Some(status.code().unwrap_or(1)))
 }
 

@@ -72,6 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the bench runtime")?;
+    bench::interrupt::install(&rt)?;
     let tmp = tempfile::Builder::new()
         .prefix("dcmms-bench-")
         .tempdir()
