@@ -95,7 +95,7 @@ fn sigterm_and_wait(child: &mut Child, what: &str) -> anyhow::Result<()> {
 pub fn dump_log(path: &Path) {
     if let Ok(text) = std::fs::read_to_string(path) {
         let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(60);
+        let from = lines.len().saturating_sub(400);
         eprintln!(
             "---- {} (last {} lines)",
             path.display(),

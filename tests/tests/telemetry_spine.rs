@@ -346,7 +346,7 @@ fn gateway_kill9_loses_nothing_committed_and_duplicates_nothing() -> anyhow::Res
     }
     std::thread::sleep(Duration::from_secs(1));
     site.peer.stop();
-    let status = drain(&gw, Duration::from_secs(60))?;
+    let status = drain(&gw, Duration::from_secs(60)).inspect_err(|_| dump_log(&hub.log))?;
     let last_seq = status["buffer"]["next_seq"].as_u64().unwrap_or(0) - 1;
     assert_eq!(
         entry_max_seq(&hub)?,

@@ -79,6 +79,8 @@ struct Uplink {
     health: Arc<UplinkHealth>,
     status: StatusFn,
     connected: bool,
+    /// Connection attempts have failed since the last success.
+    failing: bool,
     catalog_sent_at: i64,
     telemetry_topic: String,
     catalog_topic: String,
@@ -102,7 +104,7 @@ pub async fn run(
     let status_topic = topic(TopicKind::Status)?;
     let ack_topic = topic(TopicKind::Ack)?;
 
-    let mut opts = MqttOptions::new(format!("dcmms-{}-{}", s.site, s.gateway), &s.host, s.port);
+    let mut opts = MqttOptions::new(client_id(&s), &s.host, s.port);
     opts.set_keep_alive(s.keep_alive)
         .set_clean_session(true)
         .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
@@ -133,6 +135,7 @@ pub async fn run(
         health,
         status,
         connected: false,
+        failing: false,
         catalog_sent_at: i64::MIN / 2,
         telemetry_topic,
         catalog_topic,
@@ -159,6 +162,10 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => {
                     up.on_disconnected(e.to_string());
+                    // A fresh client id per connection: the broker may still
+                    // hold the dead connection's session (a killed process, a
+                    // half-open link), and taking it over must not be needed.
+                    eventloop.mqtt_options.set_client_id(client_id(&up.s));
                     let delay = backoff.next_delay();
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -182,9 +189,21 @@ pub async fn run(
     Ok(())
 }
 
+/// MQTT client id: the gateway's names plus a random suffix (sessions are
+/// clean; nothing depends on the id staying the same).
+fn client_id(s: &UplinkSettings) -> String {
+    format!(
+        "dcmms-{}-{}-{:08x}",
+        s.site,
+        s.gateway,
+        rand::random::<u32>()
+    )
+}
+
 impl Uplink {
     fn on_connected(&mut self) {
         self.connected = true;
+        self.failing = false;
         self.health.connected.store(true, Ordering::Relaxed);
         self.health.connects.fetch_add(1, Ordering::Relaxed);
         m::uplink_connected(true);
@@ -205,9 +224,12 @@ impl Uplink {
     fn on_disconnected(&mut self, error: String) {
         if self.connected {
             tracing::warn!(%error, "uplink lost; samples stay buffered until it returns");
+        } else if !self.failing {
+            tracing::warn!(%error, "uplink cannot connect; retrying with backoff (further failures at debug level)");
         } else {
             tracing::debug!(%error, "uplink connection attempt failed");
         }
+        self.failing = true;
         self.connected = false;
         self.health.connected.store(false, Ordering::Relaxed);
         self.health.set_error(error);

@@ -230,6 +230,9 @@ fn prefill(state_dir: &Path, backlog: &Backlog) -> anyhow::Result<((u64, u64), u
     if ids.last().map(|p| p.0 + 1) != Some(backlog.points) {
         bail!("the fresh ring buffer assigned unexpected point ids");
     }
+    // As the daemon does for a new buffer: sequences from its creation
+    // time in microseconds.
+    ring.start_sequences_at(now_ms().max(1) as u64 * 1000)?;
     let started = Instant::now();
     let (mut first, mut last) = (None, 0);
     for b in 0..backlog.blocks() {
