@@ -49,7 +49,8 @@ pub struct BufferConfig {
     /// Blocks older than this many hours are dropped (and counted). Default 168 (7 days).
     #[serde(default = "default_max_age_hours")]
     pub max_age_hours: u64,
-    /// How often samples are committed to disk as one block, in ms. Default 1000.
+    /// How often samples are committed to disk as one block, in ms. Default
+    /// 250: a sample waits at most this long before it can go to the hub.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
     /// A block is committed early once it holds this many samples. Default 100000.
@@ -116,7 +117,7 @@ fn default_max_age_hours() -> u64 {
     DEFAULT_MAX_AGE.as_secs() / 3600
 }
 fn default_commit_interval_ms() -> u64 {
-    1000
+    250
 }
 fn default_max_block_samples() -> usize {
     100_000
@@ -321,7 +322,7 @@ bundle_dir = "certs"
     #[test]
     fn minimal_config_gets_defaults() {
         let c = LoadedConfig::parse(Path::new("/etc/dcmms/gateway.toml"), MIN).unwrap();
-        assert_eq!(c.config.buffer.commit_interval_ms, 1000);
+        assert_eq!(c.config.buffer.commit_interval_ms, 250);
         assert_eq!(c.config.uplink.port, 8883);
         assert_eq!(c.state_dir(), PathBuf::from("/etc/dcmms/state"));
         assert_eq!(

@@ -120,7 +120,9 @@ pub async fn run(
     for d in drivers {
         driver_tasks.push(tokio::spawn(d.run(tx.clone(), drivers_cancel.clone())));
     }
-    drop(tx);
+    // Held until shutdown, so a gateway without devices keeps its pipeline
+    // (and uplink) running to drain its buffer.
+    let pipeline_tx = tx;
     let b = &cfg.config.buffer;
     let mut pipeline_task = tokio::spawn(pipeline::run(
         ring.clone(),
@@ -175,6 +177,7 @@ pub async fn run(
     for t in driver_tasks {
         let _ = t.await;
     }
+    drop(pipeline_tx);
     let pipeline_result = match pipeline_result {
         Some(r) => r,
         None => pipeline_task.await,

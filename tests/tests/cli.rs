@@ -25,7 +25,7 @@ fn check_config_names_the_file_and_the_key() {
     let bad = dir.path().join("bad-interval.toml");
     std::fs::write(
         &bad,
-        example.replace("commit_interval_ms = 1000", "commit_interval_ms = 0"),
+        example.replace("commit_interval_ms = 250", "commit_interval_ms = 0"),
     )
     .unwrap();
     let (ok, err) = check(&bad);
