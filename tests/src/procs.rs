@@ -14,9 +14,14 @@ use std::time::{Duration, Instant};
 /// Path of a workspace binary built by `cargo test --workspace` (or
 /// `cargo build --bins`).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let exe = std::env::current_exe().expect("executable path");
+    // A test runs from target/<profile>/deps/, a binary from target/<profile>/.
+    let parent = exe.parent().expect("executable folder");
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent.parent().expect("target dir")
+    } else {
+        parent
+    };
     let p = dir.join(name);
     assert!(
         p.exists(),

@@ -15,9 +15,6 @@ use std::process::Command;
 /// Site name of every benchmark gateway.
 pub const SITE: &str = "bench";
 
-/// Set in the environment of the re-executed bench (see [`prepare_binaries`]).
-const REEXEC_ENV: &str = "DCMMS_BENCH_REEXEC";
-
 /// Which database the hub writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DbKind {
@@ -35,24 +32,17 @@ impl DbKind {
 }
 
 /// Builds the hub and gateway binaries of this bench's profile (unless
-/// `build` is false), checks they exist, and makes sure the e2e harness
-/// finds them.
-///
-/// The harness (`procs::bin`) looks two folders above the running
-/// executable, as for a test at `target/<profile>/deps/<test>`; a binary
-/// runs from `target/<profile>/`, so the bench re-executes the identical
-/// copy Cargo keeps in `target/<profile>/deps/`. Returns `Some(exit code)`
-/// when it did (the caller exits with it), `None` to carry on here.
-pub fn prepare_binaries(build: bool) -> anyhow::Result<Option<i32>> {
+/// `build` is false) and checks that they exist where the e2e harness
+/// (`procs::bin`) looks: beside the running executable.
+pub fn prepare_binaries(build: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("path of the bench executable")?;
     let dir = exe.parent().context("folder of the bench executable")?;
-    let in_deps = dir.file_name().is_some_and(|n| n == "deps");
-    let profile_dir = if in_deps {
+    let profile_dir = if dir.file_name().is_some_and(|n| n == "deps") {
         dir.parent().context("target/<profile> folder")?
     } else {
         dir
     };
-    if build && std::env::var_os(REEXEC_ENV).is_none() {
+    if build {
         build_binaries(profile_dir)?;
     }
     for name in ["dcmms-hub", "dcmms-gateway"] {
@@ -63,38 +53,7 @@ pub fn prepare_binaries(build: bool) -> anyhow::Result<Option<i32>> {
             );
         }
     }
-    if in_deps {
-        return Ok(None);
-    }
-    let twin = twin_in_deps(&exe, &dir.join("deps"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let status = rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        // Ctrl-C reaches both processes from the terminal: this one waits
-        // for the re-executed bench to clean up instead of dying first.
-        // SIGTERM is sent to this process only: pass it on.
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut child = tokio::process::Command::new(&twin)
-            .args(std::env::args_os().skip(1))
-            .env(REEXEC_ENV, "1")
-            .spawn()
-            .with_context(|| format!("cannot run {}", twin.display()))?;
-        loop {
-            tokio::select! {
-                status = child.wait() => return anyhow::Ok(status?),
-                _ = int.recv() => {}
-                _ = term.recv() => {
-                    if let Some(pid) = child.id() {
-                        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-                    }
-                }
-            }
-        }
-    })?;
-    Ok(Some(status.code().unwrap_or(1)))
+    Ok(())
 }
 
 fn build_binaries(profile_dir: &Path) -> anyhow::Result<()> {
@@ -121,44 +80,6 @@ fn build_binaries(profile_dir: &Path) -> anyhow::Result<()> {
         bail!("building the binaries failed; run `cargo build --release --bins` and retry with --no-build");
     }
     Ok(())
-}
-
-/// The file in `deps` that is the same file (hard link) as `exe`.
-fn twin_in_deps(exe: &Path, deps: &Path) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let me = std::fs::metadata(exe)?;
-    let stem = exe
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("dcmms-bench")
-        .replace('-', "_");
-    let found = std::fs::read_dir(deps)
-        .with_context(|| format!("cannot list {}", deps.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{stem}-")) && !n.contains('.'))
-        })
-        .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, m)))
-        .filter(|(_, m)| m.len() == me.len())
-        .max_by_key(|(p, m)| {
-            // The hard link Cargo made, else the newest same-size build.
-            (
-                m.ino() == me.ino() && m.dev() == me.dev(),
-                m.mtime(),
-                p.clone(),
-            )
-        });
-    match found {
-        Some((p, _)) => Ok(p),
-        None => bail!(
-            "cannot find the copy of {} under {}; run the bench through `cargo run`",
-            exe.display(),
-            deps.display()
-        ),
-    }
 }
 
 /// The hub's database for one run, plus scratch databases of the same

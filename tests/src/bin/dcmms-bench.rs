@@ -64,9 +64,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(code) = bench::setup::prepare_binaries(!cli.no_build)? {
-        std::process::exit(code);
-    }
+    bench::setup::prepare_binaries(!cli.no_build)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
