@@ -384,7 +384,8 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         assert_eq!(listener_owner(port), Owner::Us);
         drop(l);
-        assert_eq!(listener_owner(port), Owner::Nobody);
+        // Another process may take the freed port at once; it is not ours.
+        assert_ne!(listener_owner(port), Owner::Us);
         // A listener in another process.
         let mut child = std::process::Command::new("python3")
             .args(["-c", "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)"])
