@@ -8,6 +8,7 @@ use crate::ring::RingBuffer;
 use crate::uplink::{self, UplinkHealth, UplinkSettings};
 use anyhow::Context;
 use dcmms_protocols_core::Driver;
+use dcmms_shared::service::ServiceNotifier;
 use dcmms_shared::wire::{DeviceHealth, GatewayStatus};
 use std::path::Path;
 use std::sync::Arc;
@@ -41,12 +42,17 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = crate::metrics::install();
+    let service = Arc::new(ServiceNotifier::from_env());
     let started_ms = pipeline::now_ms();
     let state_dir = cfg.state_dir();
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
     let ring_cfg = cfg.ring_config();
     let ring_path = ring_cfg.path.clone();
+    // Opening checks the whole file after a power cut; a large buffer on slow
+    // flash may need longer than the default start timeout.
+    service.extend_timeout(Duration::from_secs(300));
+    service.status("opening the buffer");
     let ring = Arc::new(
         RingBuffer::open(ring_cfg)
             .with_context(|| format!("cannot open the buffer {}", ring_path.display()))?,
@@ -124,13 +130,16 @@ pub async fn run(
     // (and uplink) running to drain its buffer.
     let pipeline_tx = tx;
     let b = &cfg.config.buffer;
+    let heartbeat = Arc::new(pipeline::Heartbeat::default());
+    let commit_interval = Duration::from_millis(b.commit_interval_ms);
     let mut pipeline_task = tokio::spawn(pipeline::run(
         ring.clone(),
         rx,
         committed_tx,
         PipelineConfig {
-            commit_interval: Duration::from_millis(b.commit_interval_ms),
+            commit_interval,
             max_block_samples: b.max_block_samples,
+            heartbeat: heartbeat.clone(),
         },
     ));
 
@@ -163,6 +172,18 @@ pub async fn run(
     if let Some(path) = ready_file {
         write_ready_file(path, http_addr)?;
     }
+    let watchdog_cancel = CancellationToken::new();
+    let watchdog_task = spawn_watchdog(
+        service.clone(),
+        heartbeat,
+        commit_interval,
+        watchdog_cancel.clone(),
+    );
+    service.ready(&format!(
+        "{} devices, {} points, http {http_addr}",
+        devices.len(),
+        interner.len()
+    ));
     tracing::info!("gateway ready");
 
     let mut pipeline_result = None;
@@ -173,6 +194,7 @@ pub async fn run(
             pipeline_result = Some(r);
         }
     }
+    service.stopping("stopping: committing the buffer");
     drivers_cancel.cancel();
     for t in driver_tasks {
         let _ = t.await;
@@ -190,6 +212,10 @@ pub async fn run(
     }
     http_cancel.cancel();
     let _ = http_task.await;
+    watchdog_cancel.cancel();
+    if let Some(t) = watchdog_task {
+        let _ = t.await;
+    }
     let s = ring.stats();
     tracing::info!(
         blocks = s.blocks,
@@ -199,6 +225,46 @@ pub async fn run(
     pipeline_result
         .context("pipeline task")?
         .context("pipeline")
+}
+
+/// Pings the service watchdog at half its timeout while the commit loop
+/// keeps beating; a loop stuck for a whole timeout stops the pings, and the
+/// service manager restarts the daemon. Runs until shutdown has finished, so
+/// a long flush is not mistaken for a hang.
+fn spawn_watchdog(
+    service: Arc<ServiceNotifier>,
+    heartbeat: Arc<pipeline::Heartbeat>,
+    commit_interval: Duration,
+    cancel: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let timeout = service.watchdog_timeout()?;
+    let every = service.watchdog_interval()?;
+    tracing::info!(
+        timeout_ms = timeout.as_millis() as u64,
+        "service watchdog enabled"
+    );
+    let stale_after = timeout + commit_interval;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        let mut warned = false;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let age = heartbeat.age();
+            if age < stale_after {
+                service.watchdog();
+                warned = false;
+            } else if !warned {
+                tracing::error!(
+                    stalled_ms = age.as_millis() as u64,
+                    "the commit loop has stalled: no more watchdog pings"
+                );
+                warned = true;
+            }
+        }
+    }))
 }
 
 fn gateway_status(state: &AppState) -> GatewayStatus {

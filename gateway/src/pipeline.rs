@@ -80,6 +80,39 @@ impl PointResolver for Interner {
 pub struct PipelineConfig {
     pub commit_interval: Duration,
     pub max_block_samples: usize,
+    /// Beats after every commit tick; the service watchdog reads it.
+    pub heartbeat: Arc<Heartbeat>,
+}
+
+/// Proof of life of the commit loop. A loop stuck on a disk that stopped
+/// answering stops beating, so the service manager's watchdog restarts the
+/// daemon instead of letting it look healthy while it buffers nothing.
+#[derive(Debug)]
+pub struct Heartbeat {
+    base: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            base: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time since the last beat (since creation before the first one).
+    pub fn age(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.base.elapsed().saturating_sub(last)
+    }
 }
 
 /// Runs until `rx` is closed, that is until every driver has stopped and
@@ -109,6 +142,7 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 commit(&ring, &mut pending, cfg.max_block_samples, &committed).await?;
+                cfg.heartbeat.beat();
             }
             _ = expiry.tick() => {
                 let r = ring.clone();

@@ -39,7 +39,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
-    #[error("broker.listen {addr}: {source}")]
+    #[error("broker.listen {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]

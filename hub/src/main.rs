@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dcmms_hub::Config;
+use dcmms_shared::service::ServiceNotifier;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -116,10 +117,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let service = std::sync::Arc::new(ServiceNotifier::from_env());
+    service.status("starting: opening the database");
     let hub = dcmms_hub::start(config).await?;
     if let Some(path) = &ready_file {
         hub.write_ready_file(path)?;
     }
+    // Pings from the runtime that serves everything: a runtime that stops
+    // scheduling stops the pings and the service manager restarts the hub.
+    if let Some(every) = service.watchdog_interval() {
+        let (service, token) = (service.clone(), hub.shutdown_token());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tick.tick() => service.watchdog(),
+                }
+            }
+        });
+    }
+    service.ready(&format!("api {}, mqtt {}", hub.api_addr(), hub.mqtt_addr()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     tokio::select! {
@@ -127,6 +145,7 @@ async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = hub.stopping() => {}
     }
+    service.stopping("stopping: finishing ingest and closing the database");
     // Bounded: an HTTP client that never finishes must not hold the exit.
     match tokio::time::timeout(std::time::Duration::from_secs(30), hub.shutdown()).await {
         Ok(result) => result?,

@@ -39,7 +39,7 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Broker(#[from] BrokerError),
-    #[error("broker.listen {addr}: {source}")]
+    #[error("broker.listen {addr}")]
     MqttBind {
         addr: SocketAddr,
         #[source]
@@ -47,13 +47,13 @@ pub enum StartError {
     },
     #[error("MQTT TLS front: {0}")]
     Front(#[from] FrontError),
-    #[error("api.listen {addr}: {source}")]
+    #[error("api.listen {addr}")]
     ApiBind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("ready file {path}: {source}")]
+    #[error("ready file {path}")]
     ReadyFile {
         path: PathBuf,
         #[source]

@@ -146,10 +146,20 @@ listen = "127.0.0.1:0"
     }
 
     pub fn start_with(dir: &Path, config: &Path) -> anyhow::Result<HubProc> {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// [`Self::start_with`] with extra environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        config: &Path,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> anyhow::Result<HubProc> {
         let ready = dir.join("hub.ready");
         let _ = std::fs::remove_file(&ready);
         let log = dir.join("hub.log");
         let mut cmd = Command::new(bin("dcmms-hub"));
+        cmd.envs(env.iter().copied());
         cmd.arg("--config")
             .arg(config)
             .arg("--ready-file")
@@ -218,10 +228,20 @@ pub struct GatewayProc {
 
 impl GatewayProc {
     pub fn start(dir: &Path, config: &Path) -> anyhow::Result<GatewayProc> {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        config: &Path,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> anyhow::Result<GatewayProc> {
         let ready = dir.join("gateway.ready");
         let _ = std::fs::remove_file(&ready);
         let log = dir.join("gateway.log");
         let mut cmd = Command::new(bin("dcmms-gateway"));
+        cmd.envs(env.iter().copied());
         cmd.arg("--config")
             .arg(config)
             .arg("--ready-file")
