@@ -3,7 +3,8 @@
 # directives, the binary on ExecStart) and `systemd-analyze security
 # --offline=true` with an exposure of at most 2.5 ("OK"). Also proves the
 # score gate can fail, and that each ExecStart's flags are understood by the
-# binary. Uses the binaries in target/debug (built if missing).
+# binary, and that systemd/dcmms.sysusers.conf creates every user and group
+# the units name. Uses the binaries in target/debug (built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,26 @@ bindir=$(cd target/debug && pwd)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+# The users and groups the units run as come from systemd/dcmms.sysusers.conf.
+mkdir -p "$work/root/etc"
+if ! out=$(systemd-sysusers --root="$work/root" "$PWD/systemd/dcmms.sysusers.conf" 2>&1); then
+  printf '%s\n' "$out"
+  log "FAIL: systemd-sysusers systemd/dcmms.sysusers.conf"
+  exit 1
+fi
+for unit in systemd/*.service; do
+  for key in User Group SupplementaryGroups; do
+    for name in $(sed -n "s/^$key=//p" "$unit"); do
+      db=group; [ "$key" = User ] && db=passwd
+      if ! grep -q "^$name:" "$work/root/etc/$db"; then
+        log "FAIL: $(basename "$unit"): $key=$name is not created by systemd/dcmms.sysusers.conf"
+        exit 1
+      fi
+    done
+  done
+done
+log "sysusers: every User/Group of the units is declared"
 summary=()
 for unit in systemd/*.service; do
   name=$(basename "$unit")
