@@ -7,6 +7,7 @@
 //! property-tested and fuzzed (see `shared/fuzz`).
 
 pub mod block;
+pub mod cmms;
 pub mod sample;
 #[cfg(feature = "service")]
 pub mod service;
