@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit/property/integration/end-to-end
 # tests (against pymodbus and a throwaway PostgreSQL cluster), checks of the
-# systemd units, then a bounded fuzz run of every decoder of untrusted bytes.
+# systemd units and the Yocto layer, then a bounded fuzz run of every decoder of untrusted bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,9 @@ cargo test --workspace --locked
 
 step "systemd units"
 scripts/check-systemd.sh
+
+step "Yocto layer"
+scripts/check-yocto.sh
 
 if [ "${DCMMS_SKIP_FUZZ:-0}" != "1" ]; then
   step "fuzz smoke run"
