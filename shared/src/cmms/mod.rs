@@ -16,6 +16,7 @@
 //! - [`pm`]: preventive-maintenance plans and occurrence generation.
 //! - [`stock`]: spare-parts stock per site.
 //! - [`cost`]: money, work-order cost and roll-ups.
+//! - [`csv`]: CSV import and export of sites, assets, point links and parts.
 //!
 //! Serialisation: enums are `snake_case`; dates are `YYYY-MM-DD` strings and
 //! instants RFC 3339 strings (UTC), in JSON and in postcard alike. No type
@@ -25,6 +26,7 @@
 pub mod asset;
 pub mod checklist;
 pub mod cost;
+pub mod csv;
 pub mod ids;
 pub mod pm;
 pub mod role;
