@@ -54,6 +54,17 @@ unit_id = 2
 points_csv = "solar-inverter.csv"
 TOML
 
+# The hub has no default password: its first administrator `admin` gets
+# DCMMS_ADMIN_PASSWORD at the first start. The demo makes one up once and
+# keeps it beside the demo's state (mode 0600).
+if [ -z "${DCMMS_ADMIN_PASSWORD:-}" ]; then
+  if [ ! -s "$DEMO/admin-password" ]; then
+    (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=\n' > "$DEMO/admin-password")
+  fi
+  DCMMS_ADMIN_PASSWORD=$(cat "$DEMO/admin-password")
+fi
+export DCMMS_ADMIN_PASSWORD
+
 pids=()
 cleanup() {
   echo; echo "stopping..."
@@ -70,6 +81,13 @@ for _ in $(seq 100); do [ -f "$DEMO/hub.ready" ] && break; sleep 0.1; done
 for _ in $(seq 100); do [ -f "$DEMO/gateway.ready" ] && break; sleep 0.1; done
 [ -f "$DEMO/gateway.ready" ] || { echo "gateway did not start; see $DEMO/gateway.log"; tail "$DEMO/gateway.log"; exit 1; }
 
+TOKEN=""
+if command -v curl > /dev/null; then
+  TOKEN=$(curl -fsS -H 'Content-Type: application/json' \
+    -d "{\"username\":\"admin\",\"password\":\"$DCMMS_ADMIN_PASSWORD\"}" \
+    "http://127.0.0.1:$API_PORT/api/v1/auth/login" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p' || true)
+fi
+
 FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
 TO=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
 cat <<TXT
@@ -79,10 +97,21 @@ dCMMS Edge demo site is running (logs in $DEMO/*.log):
   hub API       http://127.0.0.1:$API_PORT/api/v1/gateways
   telemetry     http://127.0.0.1:$API_PORT/api/v1/telemetry?point=demo-site/inv-01/ac_power&from=$FROM&to=$TO
   downsampled   http://127.0.0.1:$API_PORT/api/v1/telemetry?point=demo-site/inv-01/ac_power&from=$FROM&to=$TO&step=60s
-  hub metrics   http://127.0.0.1:$API_PORT/metrics
+  hub metrics   http://127.0.0.1:$API_PORT/metrics   (no login needed)
+  API document  http://127.0.0.1:$API_PORT/api/v1/openapi.json
   gateway       http://127.0.0.1:$GW_PORT/api/v1/status   (and /metrics)
 
-No credentials needed: everything listens on loopback.
-Press Ctrl-C to stop.
+The hub API needs a bearer token. Administrator: user admin, password in
+$DEMO/admin-password (unless you set DCMMS_ADMIN_PASSWORD before the first run).
+Log in:
+  curl -s -H 'Content-Type: application/json' \\
+    -d '{"username":"admin","password":"'"\$(cat $DEMO/admin-password)"'"}' \\
+    http://127.0.0.1:$API_PORT/api/v1/auth/login
+then send  -H "Authorization: Bearer <token>"  with each request.
 TXT
+if [ -n "$TOKEN" ]; then
+  echo "A token for this session (12 h):"
+  echo "  curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:$API_PORT/api/v1/gateways"
+fi
+echo "Press Ctrl-C to stop."
 wait

@@ -94,10 +94,15 @@ pub struct BrokerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Listen address. The API has no authentication yet: keep it on
-    /// loopback or behind an authenticating proxy. Port 0 picks a free port.
+    /// Listen address. Plain HTTP: put it on loopback behind a TLS reverse
+    /// proxy when users reach it over a network (bearer tokens and
+    /// passwords travel in every request). `/health` and `/metrics` answer
+    /// without authentication. Port 0 picks a free port.
     #[serde(default = "default_api_listen")]
     pub listen: SocketAddr,
+    /// Lifetime of a bearer token from login, in hours (1..=8760).
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl_hours: u32,
 }
 
 /// How received messages are written to the database.
@@ -152,6 +157,9 @@ fn default_inflight() -> usize {
 fn default_api_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
+fn default_token_ttl() -> u32 {
+    crate::auth::DEFAULT_TOKEN_TTL_HOURS
+}
 fn default_batch() -> usize {
     256
 }
@@ -199,6 +207,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: default_api_listen(),
+            token_ttl_hours: default_token_ttl(),
         }
     }
 }
@@ -395,6 +404,12 @@ impl Config {
                 format!("port {} is also broker.listen's", b.listen.port()),
             ));
         }
+        if !(1..=8760).contains(&self.api.token_ttl_hours) {
+            return Err(bad(
+                "api.token_ttl_hours",
+                format!("{} is outside 1..=8760", self.api.token_ttl_hours),
+            ));
+        }
         if self.ingest.max_batch_messages == 0 || self.ingest.max_batch_messages > 100_000 {
             return Err(bad(
                 "ingest.max_batch_messages",
@@ -483,6 +498,8 @@ mod tests {
         assert_eq!(key, "broker.max_payload_size");
         let (key, _) = invalid("[api]\nlisten = \"127.0.0.1:8883\"\n");
         assert_eq!(key, "api.listen");
+        let (key, _) = invalid("[api]\ntoken_ttl_hours = 0\n");
+        assert_eq!(key, "api.token_ttl_hours");
         let (key, _) = invalid("[ingest]\nmax_batch_messages = 0\n");
         assert_eq!(key, "ingest.max_batch_messages");
 

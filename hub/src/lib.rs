@@ -17,6 +17,8 @@
 //! ```
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod front;
@@ -29,5 +31,5 @@ pub mod store;
 pub use config::{Config, ConfigError, DEFAULT_CONFIG_TOML};
 pub use metrics::{HubMetrics, RejectReason};
 pub use pki::{enroll, Authority, EnrolledFiles, PkiError};
-pub use runtime::{start, HubFailed, RunningHub, StartError};
+pub use runtime::{start, start_with, HubFailed, RunningHub, StartError, StartOptions};
 pub use store::Store;

@@ -116,10 +116,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Shows the generated first-administrator password once, on stderr and
+/// not through the log, in a block an operator cannot miss.
+fn print_admin_password(password: &str) {
+    let user = dcmms_hub::auth::ADMIN_USERNAME;
+    let env = dcmms_hub::auth::ADMIN_PASSWORD_ENV;
+    eprintln!(
+        "\n==================== dCMMS hub: first administrator ====================\n\
+         username: {user}\n\
+         password: {password}\n\
+         Shown this once and never again. Log in and change it:\n\
+         POST /api/v1/auth/login, then POST /api/v1/users/me/password.\n\
+         (Set {env} before the first start to choose it instead.)\n\
+         ========================================================================\n"
+    );
+}
+
 async fn serve(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let service = std::sync::Arc::new(ServiceNotifier::from_env());
     service.status("starting: opening the database");
-    let hub = dcmms_hub::start(config).await?;
+    let admin_password = match std::env::var(dcmms_hub::auth::ADMIN_PASSWORD_ENV) {
+        Ok(p) => Some(p),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{} is not valid UTF-8", dcmms_hub::auth::ADMIN_PASSWORD_ENV)
+        }
+    };
+    let options = dcmms_hub::StartOptions {
+        admin_password,
+        ..Default::default()
+    };
+    let hub = dcmms_hub::start_with(config, options).await?;
+    if let Some(password) = hub.take_generated_admin_password() {
+        print_admin_password(&password);
+    }
     if let Some(path) = &ready_file {
         hub.write_ready_file(path)?;
     }

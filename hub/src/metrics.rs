@@ -109,6 +109,27 @@ impl TlsFailure {
     }
 }
 
+/// Why the API refused a request before doing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// 401: no valid bearer token (or a failed login).
+    Unauthorized,
+    /// 403: a valid user lacking a permission.
+    Forbidden,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 2] = [Refusal::Unauthorized, Refusal::Forbidden];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::Forbidden => "forbidden",
+        }
+    }
+}
+
 /// Keeps a flood of bad input from flooding the log: the first event is
 /// logged, then at most one line per interval, with the count suppressed.
 #[derive(Debug, Default)]
@@ -151,6 +172,8 @@ pub mod names {
     pub const BROKER_CURSOR_JUMPS: &str = "dcmms_hub_broker_cursor_jumps_total";
     pub const MQTT_CONNECTIONS: &str = "dcmms_hub_mqtt_connections_total";
     pub const MQTT_REFUSED: &str = "dcmms_hub_mqtt_connections_refused_total";
+    pub const LOGINS: &str = "dcmms_hub_logins_total";
+    pub const API_REFUSED: &str = "dcmms_hub_api_refused_total";
 }
 
 struct Inner {
@@ -168,6 +191,9 @@ struct Inner {
     cursor_jumps: Counter,
     connections: Counter,
     tls_failures: Vec<(TlsFailure, Counter)>,
+    logins_ok: Counter,
+    logins_failed: Counter,
+    refused: Vec<(Refusal, Counter)>,
 }
 
 /// Handles to the hub's metrics; cheap to clone.
@@ -240,6 +266,14 @@ impl HubMetrics {
             names::BROKER_CURSOR_JUMPS,
             "Times the broker dropped messages before the hub read them.",
         );
+        describe(
+            names::LOGINS,
+            "API logins, by result (failed: unknown user, wrong password or disabled account).",
+        );
+        describe(
+            names::API_REFUSED,
+            "API requests refused with 401 (unauthorized) or 403 (forbidden).",
+        );
         recorder.describe_histogram(
             KeyName::from(names::BATCH_SECONDS),
             Some(metrics::Unit::Seconds),
@@ -266,7 +300,14 @@ impl HubMetrics {
             .iter()
             .map(|f| (*f, labelled(names::MQTT_REFUSED, "reason", f.as_str())))
             .collect();
+        let refused = Refusal::ALL
+            .iter()
+            .map(|r| (*r, labelled(names::API_REFUSED, "reason", r.as_str())))
+            .collect();
         let inner = Inner {
+            logins_ok: labelled(names::LOGINS, "result", "ok"),
+            logins_failed: labelled(names::LOGINS, "result", "failed"),
+            refused,
             received,
             rejected,
             blocks_committed: counter(names::BLOCKS_COMMITTED),
@@ -383,6 +424,36 @@ impl HubMetrics {
         if let Some((_, c)) = self.inner.tls_failures.iter().find(|(f, _)| *f == failure) {
             c.increment(1);
         }
+    }
+
+    pub fn login_ok(&self) {
+        self.inner.logins_ok.increment(1);
+    }
+
+    pub fn login_failed(&self) {
+        self.inner.logins_failed.increment(1);
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        if let Some((_, c)) = self.inner.refused.iter().find(|(r, _)| *r == why) {
+            c.increment(1);
+        }
+    }
+
+    /// Count of API requests refused for `why` so far.
+    pub fn refused_total(&self, why: Refusal) -> f64 {
+        self.value(&format!(
+            "{}{{reason=\"{}\"}}",
+            names::API_REFUSED,
+            why.as_str()
+        ))
+        .unwrap_or(0.0)
+    }
+
+    /// Count of logins with `result` (`ok` or `failed`) so far.
+    pub fn logins_total(&self, result: &str) -> f64 {
+        self.value(&format!("{}{{result=\"{result}\"}}", names::LOGINS))
+            .unwrap_or(0.0)
     }
 
     /// Count of connections refused for `failure` so far.

@@ -2,7 +2,8 @@
 //! and shuts down in order.
 //!
 //! Start: certificate authority and broker certificates, database (with
-//! migrations), API and MQTT listeners, the embedded broker on loopback
+//! migrations), the first administrator (when there is none), API and MQTT
+//! listeners, the embedded broker on loopback
 //! (waiting until it listens), then the TLS front, ingest, broker-meter and
 //! API tasks. Stop (signal, [`RunningHub::shutdown`]
 //! or a fatal error): cancel the token so that the API stops accepting and
@@ -14,6 +15,7 @@
 //! broker running until the process exits; the public listener is closed.
 
 use crate::api::{self, AppState};
+use crate::auth::{self, AdminBootstrap, AuthSettings, BootstrapError, Hasher};
 use crate::broker::{self, BrokerError};
 use crate::config::Config;
 use crate::front::{Front, FrontError};
@@ -37,6 +39,8 @@ pub enum StartError {
     DatabaseUrl(String),
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    #[error("first administrator: {0}")]
+    Admin(#[from] BootstrapError),
     #[error("{0}")]
     Broker(#[from] BrokerError),
     #[error("broker.listen {addr}")]
@@ -66,6 +70,28 @@ pub enum StartError {
 #[error("the hub stopped: {0}")]
 pub struct HubFailed(pub String);
 
+/// What [`start_with`] takes besides the configuration file.
+#[derive(Clone, Default)]
+pub struct StartOptions {
+    /// Password of the first administrator (`DCMMS_ADMIN_PASSWORD`), used
+    /// only when no administrator exists; `None` generates one.
+    pub admin_password: Option<String>,
+    /// Password hashing; `None` is the production cost.
+    pub hasher: Option<Hasher>,
+}
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<secret>"),
+            )
+            .field("hasher", &self.hasher)
+            .finish()
+    }
+}
+
 /// A hub started in this process.
 #[derive(Debug)]
 pub struct RunningHub {
@@ -78,6 +104,7 @@ pub struct RunningHub {
     token: CancellationToken,
     tracker: TaskTracker,
     fatal: Arc<Mutex<Option<String>>>,
+    generated_admin_password: Mutex<Option<String>>,
 }
 
 /// An address clients on this machine can connect to: the unspecified
@@ -94,9 +121,16 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Starts a hub from a validated configuration; returns once every
+/// Starts a hub from a validated configuration with default options (a
+/// generated first-administrator password, see
+/// [`RunningHub::take_generated_admin_password`]); returns once every
 /// listener is bound.
 pub async fn start(config: Config) -> Result<RunningHub, StartError> {
+    start_with(config, StartOptions::default()).await
+}
+
+/// [`start`] with options.
+pub async fn start_with(config: Config, options: StartOptions) -> Result<RunningHub, StartError> {
     let ca = Arc::new(Authority::open_or_create(&config.state_dir)?);
     let public_files = ca.ensure_server_cert(&config.broker.hostnames)?;
     let internal_files = ca.ensure_internal_cert()?;
@@ -105,6 +139,16 @@ pub async fn start(config: Config) -> Result<RunningHub, StartError> {
         .map_err(StartError::DatabaseUrl)?;
     let store = Store::open(&location, config.database.max_connections).await?;
     tracing::info!(database = store.kind(), "database ready");
+    let hasher = options.hasher.unwrap_or_default();
+    let generated =
+        match auth::ensure_admin(&store, &hasher, options.admin_password.as_deref()).await {
+            Ok(AdminBootstrap::Existing) => None,
+            Ok(AdminBootstrap::Created { generated }) => generated,
+            Err(e) => {
+                store.close().await;
+                return Err(e.into());
+            }
+        };
     let metrics = HubMetrics::new();
 
     let api_listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -195,6 +239,10 @@ pub async fn start(config: Config) -> Result<RunningHub, StartError> {
         let app = api::app(AppState {
             store: store.clone(),
             metrics: metrics.clone(),
+            auth: AuthSettings {
+                token_ttl_ms: i64::from(config.api.token_ttl_hours) * 3_600_000,
+                hasher,
+            },
         });
         let (token, fatal) = (token.clone(), fatal.clone());
         tracker.spawn(async move {
@@ -223,6 +271,7 @@ pub async fn start(config: Config) -> Result<RunningHub, StartError> {
         token,
         tracker,
         fatal,
+        generated_admin_password: Mutex::new(generated),
     };
     tracing::info!(api = %hub.api_addr, mqtt = %hub.mqtt_addr, "hub ready");
     Ok(hub)
@@ -232,6 +281,15 @@ impl RunningHub {
     /// Where the HTTP API answers.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The password generated for the first administrator at this start,
+    /// once: later calls (and later starts) return `None`. Never logged.
+    pub fn take_generated_admin_password(&self) -> Option<String> {
+        self.generated_admin_password
+            .lock()
+            .ok()
+            .and_then(|mut p| p.take())
     }
 
     /// Where gateways connect (MQTT over TLS).

@@ -112,13 +112,19 @@ pub fn dump_log(path: &Path) {
     }
 }
 
-/// A running hub process.
+/// The first administrator's password of every hub the harness starts
+/// (passed as `DCMMS_ADMIN_PASSWORD` unless the caller sets it).
+pub const TEST_ADMIN_PASSWORD: &str = "e2e administrator secret";
+
+/// A running hub process, logged in as its administrator.
 pub struct HubProc {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub api: SocketAddr,
     pub mqtt: SocketAddr,
     pub log: PathBuf,
+    /// Bearer token of the administrator, for `/api/v1` requests.
+    pub token: String,
     child: Child,
 }
 
@@ -149,7 +155,9 @@ listen = "127.0.0.1:0"
         Self::start_with_env(dir, config, &[])
     }
 
-    /// [`Self::start_with`] with extra environment variables.
+    /// [`Self::start_with`] with extra environment variables. The hub gets
+    /// [`TEST_ADMIN_PASSWORD`] as `DCMMS_ADMIN_PASSWORD` unless `env` sets
+    /// it; the harness logs in with it once the hub is ready.
     pub fn start_with_env(
         dir: &Path,
         config: &Path,
@@ -159,6 +167,12 @@ listen = "127.0.0.1:0"
         let _ = std::fs::remove_file(&ready);
         let log = dir.join("hub.log");
         let mut cmd = Command::new(bin("dcmms-hub"));
+        let admin_password = env
+            .iter()
+            .find(|(k, _)| *k == "DCMMS_ADMIN_PASSWORD")
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+            .unwrap_or_else(|| TEST_ADMIN_PASSWORD.to_owned());
+        cmd.env("DCMMS_ADMIN_PASSWORD", &admin_password);
         cmd.envs(env.iter().copied());
         cmd.arg("--config")
             .arg(config)
@@ -173,14 +187,22 @@ listen = "127.0.0.1:0"
                 .parse()
                 .context("address")
         };
+        let api = addr("api")?;
+        let token = login(api, "admin", &admin_password).inspect_err(|_| dump_log(&log))?;
         Ok(HubProc {
             dir: dir.to_owned(),
             config: config.to_owned(),
-            api: addr("api")?,
+            api,
             mqtt: addr("mqtt")?,
             log,
+            token,
             child,
         })
+    }
+
+    /// `GET` an API path with the administrator's token.
+    pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        get_json_auth(&self.url(path), &self.token)
     }
 
     /// Runs `dcmms-hub enroll` for a gateway, writing its bundle to `out`.
@@ -343,14 +365,54 @@ impl Drop for ModbusPeer {
     }
 }
 
+/// Logs in to the hub API at `api`; returns the bearer token.
+pub fn login(api: SocketAddr, username: &str, password: &str) -> anyhow::Result<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let url = format!("http://{api}/api/v1/auth/login");
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = resp.status();
+        let body: Value = resp
+            .json()
+            .await
+            .with_context(|| format!("POST {url}: body"))?;
+        if !status.is_success() {
+            bail!("POST {url}: {status}: {body}");
+        }
+        body["token"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no token in {body}"))
+    })
+}
+
+/// `GET` without authentication (the gateway's API, the hub's `/health`).
 pub fn get_json(url: &str) -> anyhow::Result<Value> {
+    get_json_with(url, None)
+}
+
+/// `GET` with a bearer token.
+pub fn get_json_auth(url: &str, token: &str) -> anyhow::Result<Value> {
+    get_json_with(url, Some(token))
+}
+
+fn get_json_with(url: &str, token: Option<&str>) -> anyhow::Result<Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let resp = reqwest::get(url)
-            .await
-            .with_context(|| format!("GET {url}"))?;
+        let mut req = reqwest::Client::new().get(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("GET {url}"))?;
         let status = resp.status();
         let body: Value = resp
             .json()

@@ -4,7 +4,9 @@
 //! a full buffer.
 
 use anyhow::Context;
-use dcmms_e2e::procs::{dump_log, get_json, get_text, wait_for, GatewayProc, HubProc, ModbusPeer};
+use dcmms_e2e::procs::{
+    dump_log, get_json_auth, get_text, wait_for, GatewayProc, HubProc, ModbusPeer,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -173,7 +175,7 @@ fn hub_samples(hub: &HubProc, point: &str) -> anyhow::Result<Vec<(String, Option
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let v = get_json(&url)?;
+        let v = get_json_auth(&url, &hub.token)?;
         let samples = v["samples"]
             .as_array()
             .with_context(|| format!("no samples array in {v}"))?;
@@ -193,7 +195,7 @@ fn hub_samples(hub: &HubProc, point: &str) -> anyhow::Result<Vec<(String, Option
 
 /// This test's gateway in the hub's `GET /api/v1/gateways`.
 fn hub_gateway(hub: &HubProc) -> anyhow::Result<Value> {
-    let gws = get_json(&hub.url("/api/v1/gateways"))?;
+    let gws = hub.get_json("/api/v1/gateways")?;
     gws["gateways"]
         .as_array()
         .and_then(|a| a.iter().find(|g| g["gateway"] == GW && g["site"] == SITE))
@@ -321,7 +323,7 @@ fn hub_outage_loses_nothing_and_live_data_resumes() -> anyhow::Result<()> {
     let since = time_now_rfc3339();
     let live = wait_for("live data after the hub restart", Duration::from_secs(20), || {
         let url = hub.url(&format!("/api/v1/telemetry?point={SITE}/peer/counter&from={since}&to=2100-01-01T00:00:00Z&limit=10"));
-        let v = get_json(&url).ok()?;
+        let v = get_json_auth(&url, &hub.token).ok()?;
         (!v["samples"].as_array()?.is_empty()).then(|| restarted.elapsed())
     })
     .inspect_err(|_| dump_log(&gw.log))?;

@@ -5,33 +5,96 @@
 //! to`), optional `limit` (raw, default 1000, at most 10000), `cursor`
 //! (the `next` of the previous page; replaces `from`), `step` (`500ms`,
 //! `60s`, `5m`, `1h`, `1d`) or `bucket_ms` for buckets.
+//!
+//! Any role may read telemetry, of the sites it sees: the first level of a
+//! point name is its site, checked before the database is asked.
 
-use super::{ApiError, AppState};
+use super::{ApiError, ApiQuery, AppState, ErrorBody};
+use crate::auth::{require, Authenticated};
 use crate::store::{Bucket, RawSample};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
+use dcmms_shared::cmms::{Permission, SiteId};
 use dcmms_shared::{validate_name, Quality};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 
 pub const DEFAULT_LIMIT: u32 = 1000;
 pub const MAX_LIMIT: u32 = 10_000;
 /// Most buckets one request may ask for.
 pub const MAX_BUCKETS: i64 = 100_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TelemetryParams {
+    /// `site/device/point` (required).
     point: Option<String>,
+    /// RFC 3339, inclusive (required unless `cursor` is given).
     from: Option<String>,
+    /// RFC 3339, exclusive (required).
     to: Option<String>,
+    /// Raw samples per page, 1..=10000, default 1000.
     limit: Option<String>,
+    /// The `next` of the previous page; replaces `from`.
     cursor: Option<String>,
+    /// Bucket width: `500ms`, `60s`, `5m`, `1h`, `1d`.
     step: Option<String>,
+    /// Bucket width in milliseconds (instead of `step`).
     bucket_ms: Option<String>,
+}
+
+/// One raw sample.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SampleView {
+    #[schema(format = DateTime)]
+    pub ts: String,
+    /// Null when the gateway had no valid value.
+    pub value: Option<f64>,
+    /// `good`, `uncertain` or `bad`.
+    pub quality: String,
+}
+
+/// Aggregate of one time bucket (null values are not counted).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BucketView {
+    #[schema(format = DateTime)]
+    pub ts: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub avg: Option<f64>,
+    pub count: i64,
+}
+
+/// A page of raw samples.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TelemetrySamples {
+    pub point: String,
+    pub from: String,
+    pub to: String,
+    pub samples: Vec<SampleView>,
+    /// Cursor of the next page; null on the last.
+    pub next: Option<String>,
+}
+
+/// Time buckets for charts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TelemetryBuckets {
+    pub point: String,
+    pub from: String,
+    pub to: String,
+    pub step_ms: i64,
+    pub buckets: Vec<BucketView>,
+}
+
+/// Raw samples, or buckets when `step` or `bucket_ms` is given.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TelemetryResponse {
+    Samples(TelemetrySamples),
+    Buckets(TelemetryBuckets),
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -86,36 +149,58 @@ fn parse_cursor(s: &str) -> Result<(i64, u64), ApiError> {
     ))
 }
 
-fn validate_point(name: &str) -> Result<(), ApiError> {
+/// Checks `site/device/point` and returns the site.
+fn validate_point(name: &str) -> Result<SiteId, ApiError> {
     let parts: Vec<&str> = name.split('/').collect();
     if parts.len() != 3 || parts.iter().any(|p| validate_name(p).is_err()) {
         return Err(bad("`point` must be site/device/point"));
     }
-    Ok(())
+    Ok(SiteId::from(parts[0]))
 }
 
-fn sample_json(s: &RawSample) -> Value {
+fn sample_view(s: &RawSample) -> SampleView {
     let quality = u8::try_from(s.quality)
         .ok()
         .and_then(Quality::from_u8)
         .unwrap_or(Quality::Bad);
-    json!({ "ts": format_ms(s.ts_ms), "value": s.value, "quality": quality.as_str() })
+    SampleView {
+        ts: format_ms(s.ts_ms),
+        value: s.value,
+        quality: quality.as_str().to_owned(),
+    }
 }
 
-fn bucket_json(b: &Bucket) -> Value {
-    json!({ "ts": format_ms(b.ts_ms), "min": b.min, "max": b.max, "avg": b.avg, "count": b.count })
+fn bucket_view(b: &Bucket) -> BucketView {
+    BucketView {
+        ts: format_ms(b.ts_ms),
+        min: b.min,
+        max: b.max,
+        avg: b.avg,
+        count: b.count,
+    }
 }
 
+/// Raw samples of one point, paged, or time buckets.
+#[utoipa::path(
+    get, path = "/api/v1/telemetry", tag = "telemetry",
+    params(TelemetryParams),
+    responses(
+        (status = 200, description = "Samples or buckets", body = TelemetryResponse),
+        (status = 404, description = "No such point", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_telemetry(
     State(state): State<AppState>,
-    params: Result<Query<TelemetryParams>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(p) = params.map_err(|e| bad(e.body_text()))?;
+    auth: Authenticated,
+    ApiQuery(p): ApiQuery<TelemetryParams>,
+) -> Result<Json<TelemetryResponse>, ApiError> {
     let point = p
         .point
         .as_deref()
         .ok_or_else(|| bad("`point` is required"))?;
-    validate_point(point)?;
+    let site = validate_point(point)?;
+    require(&auth.access, &site, Permission::View)?;
     let to_ms = parse_time(
         "to",
         p.to.as_deref().ok_or_else(|| bad("`to` is required"))?,
@@ -171,12 +256,12 @@ pub async fn get_telemetry(
             .store
             .buckets(&point_ref, from_ms, to_ms, step_ms)
             .await?;
-        return Ok(Json(json!({
-            "point": point,
-            "from": format_ms(from_ms),
-            "to": format_ms(to_ms),
-            "step_ms": step_ms,
-            "buckets": buckets.iter().map(bucket_json).collect::<Vec<_>>(),
+        return Ok(Json(TelemetryResponse::Buckets(TelemetryBuckets {
+            point: point.to_owned(),
+            from: format_ms(from_ms),
+            to: format_ms(to_ms),
+            step_ms,
+            buckets: buckets.iter().map(bucket_view).collect(),
         })));
     }
 
@@ -185,32 +270,35 @@ pub async fn get_telemetry(
         .store
         .raw_samples(&point_ref, from_ms, to_ms, skip, limit)
         .await?;
-    Ok(Json(json!({
-        "point": point,
-        "from": format_ms(from_ms),
-        "to": format_ms(to_ms),
-        "samples": page.samples.iter().map(sample_json).collect::<Vec<_>>(),
-        "next": page.next.map(|(ts, k)| format!("{ts}.{k}")),
+    Ok(Json(TelemetryResponse::Samples(TelemetrySamples {
+        point: point.to_owned(),
+        from: format_ms(from_ms),
+        to: format_ms(to_ms),
+        samples: page.samples.iter().map(sample_view).collect(),
+        next: page.next.map(|(ts, k)| format!("{ts}.{k}")),
     })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::tests::{assert_error, call};
-    use crate::api::{app, AppState};
+    use crate::api::testing::{assert_error, assert_forbidden, TestApi};
     use crate::ingest::apply_batch;
     use crate::ingest::plan::{Body, Inbound};
-    use crate::metrics::HubMetrics;
     use axum::http::StatusCode;
+    use dcmms_shared::cmms::role::UserKind;
+    use dcmms_shared::cmms::Role;
     use dcmms_shared::{
         encode_samples, BlockClass, PointCatalog, PointId, Sample, TelemetryBlock, Topic, TopicKind,
     };
+    use serde_json::Value;
 
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
-    async fn seeded() -> (axum::Router, tempfile::TempDir) {
-        let (store, dir) = crate::store::testing::sqlite().await;
+    /// The API with telemetry of solar-1 stored, and an admin's token.
+    async fn seeded() -> (TestApi, String) {
+        let api = TestApi::sqlite().await;
+        let store = api.store.clone();
         let cat = Inbound {
             topic: Topic::new("solar-1", "gw", TopicKind::Catalog).unwrap(),
             body: Body::Catalog(PointCatalog {
@@ -236,18 +324,20 @@ mod tests {
             }),
         };
         apply_batch(&store, &[cat, block], 1).await.unwrap();
-        let app = app(AppState {
-            store,
-            metrics: HubMetrics::new(),
-        });
-        (app, dir)
+        let token = api.admin().await;
+        (api, token)
+    }
+
+    async fn call(app: &(TestApi, String), uri: &str) -> (StatusCode, Value, String) {
+        let r = app.0.get(uri, &app.1).await;
+        (r.status, r.json, r.text)
     }
 
     const RANGE: &str = "from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z";
 
     #[tokio::test]
     async fn raw_samples_page_in_order() {
-        let (app, _dir) = seeded().await;
+        let app = seeded().await;
         let (status, json, _) = call(
             &app,
             &format!("/api/v1/telemetry?point=solar-1/inv1/p_ac&{RANGE}&limit=25"),
@@ -284,7 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn downsampled_buckets() {
-        let (app, _dir) = seeded().await;
+        let app = seeded().await;
         let (status, json, _) = call(
             &app,
             &format!("/api/v1/telemetry?point=solar-1/inv1/p_ac&{RANGE}&step=2m"),
@@ -315,7 +405,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_params_are_400_with_one_shape() {
-        let (app, _dir) = seeded().await;
+        let app = seeded().await;
         let p = "point=solar-1/inv1/p_ac";
         for q in [
             RANGE.to_string(),
@@ -342,7 +432,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_point_is_404() {
-        let (app, _dir) = seeded().await;
+        let app = seeded().await;
         let (status, json, _) = call(
             &app,
             &format!("/api/v1/telemetry?point=solar-1/inv9/p_ac&{RANGE}"),
@@ -350,6 +440,42 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_error(&json, "not_found");
+    }
+
+    /// Telemetry needs a token, and shows only the sites the user sees.
+    #[tokio::test]
+    async fn site_scope() {
+        let app = seeded().await;
+        let api = &app.0;
+        let uri = format!("/api/v1/telemetry?point=solar-1/inv1/p_ac&{RANGE}&limit=5");
+        let r = api.send(axum::http::Method::GET, &uri, None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_error(&r.json, "unauthorized");
+
+        api.add_user(
+            "joe",
+            UserKind::Contractor,
+            false,
+            &[("wind-2", Role::Technician)],
+        )
+        .await;
+        api.add_user("ana", UserKind::Staff, false, &[("solar-1", Role::Viewer)])
+            .await;
+        let joe = api.login("joe").await;
+        let ana = api.login("ana").await;
+        let r = api.get(&uri, &joe).await;
+        assert_forbidden(&r, Some("view"), Some("solar-1"));
+        // Whether the point exists is not revealed to someone who may not see it.
+        let r = api
+            .get(
+                &format!("/api/v1/telemetry?point=solar-1/nothing/here&{RANGE}"),
+                &joe,
+            )
+            .await;
+        assert_forbidden(&r, Some("view"), Some("solar-1"));
+        let r = api.get(&uri, &ana).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json["samples"].as_array().unwrap().len(), 5);
     }
 
     #[test]

@@ -12,9 +12,13 @@
 //! log [`StoreError`] and answer with a generic message.
 
 mod read;
+mod users;
 mod write;
 
 pub use read::{Bucket, GatewaySummary, PointRef, RawSample, TelemetryPage};
+pub use users::{
+    NewUser, SortKey, TokenRow, UserFilter, UserRow, UserUpdate, UserWithRoles, UsersPage,
+};
 pub use write::{CatalogOutcome, GatewayRow, IngestTx};
 
 use crate::config::DatabaseLocation;
@@ -22,6 +26,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Postgres, Sqlite, Transaction};
 use std::time::Duration;
 
 /// Runs `$body` with `$c` bound to the pool or transaction of either driver.
@@ -72,6 +77,39 @@ impl StoreError {
             ) => true,
             _ => false,
         }
+    }
+}
+
+impl StoreError {
+    /// Whether the statement broke a UNIQUE constraint (a name already taken).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+/// An open transaction on either driver: [`Tx::commit`] or drop (which
+/// rolls back). Write helpers of every module take `&mut Tx`, so that a
+/// change and its audit entry ([`crate::audit::record`]) commit together.
+/// Run a statement on it with the [`both!`] macro:
+/// `both!(tx, Tx, t => sqlx::query(..).execute(&mut **t).await?)`.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tx::Sqlite(_) => "Tx::Sqlite",
+            Tx::Postgres(_) => "Tx::Postgres",
+        })
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        both!(self, Tx, t => t.commit().await?);
+        Ok(())
     }
 }
 
@@ -145,6 +183,17 @@ impl Store {
             sqlx::query("SELECT 1").execute(p).await?;
         });
         Ok(())
+    }
+
+    /// Starts a read-write transaction. On SQLite it takes the write lock
+    /// at once (`BEGIN IMMEDIATE`): a deferred transaction that reads, then
+    /// writes after ingest committed, would fail with a stale snapshot
+    /// instead of waiting for the lock.
+    pub async fn transaction(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
     }
 
     /// Starts an ingest transaction.

@@ -5,9 +5,9 @@
 //! chunks below its bound-variable limit; PostgreSQL takes one `UNNEST` of
 //! array binds per chunk.
 
-use super::{both, Store, StoreError};
+use super::{both, Store, StoreError, Tx};
 use dcmms_shared::Sample;
-use sqlx::{Connection, Postgres, QueryBuilder, Sqlite, Transaction};
+use sqlx::{Connection, QueryBuilder, Sqlite, Transaction};
 
 /// Rows per SQLite multi-row INSERT (5 binds each, far below the 32766
 /// variable limit; a fixed size keeps the prepared statement cached).
@@ -15,11 +15,6 @@ const SQLITE_SAMPLE_CHUNK: usize = 1000;
 const SQLITE_POINT_CHUNK: usize = 1000;
 /// Rows per PostgreSQL UNNEST insert (bounds one message's size).
 const PG_CHUNK: usize = 50_000;
-
-enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
-}
 
 /// An open ingest transaction.
 pub struct IngestTx {
@@ -60,6 +55,7 @@ fn value_of(s: &Sample) -> Option<f64> {
 
 impl IngestTx {
     pub(super) async fn begin(store: &Store) -> Result<IngestTx, StoreError> {
+        // Deferred: the first statement writes, so the lock is taken at once.
         let tx = match store {
             Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
             Store::Postgres(p) => Tx::Postgres(p.begin().await?),
@@ -68,8 +64,7 @@ impl IngestTx {
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
-        both!(self.tx, Tx, t => t.commit().await?);
-        Ok(())
+        self.tx.commit().await
     }
 
     /// Registers the gateway on first contact, marks it seen, and returns

@@ -28,7 +28,7 @@ use super::profile::Backlog;
 use super::setup::{self, Database, DbKind, GatewaySpec, SITE};
 use super::stats::{grouped, latency_line, mib, rate};
 use anyhow::{bail, Context};
-use dcmms_e2e::procs::{dump_log, get_json, GatewayProc, HubProc};
+use dcmms_e2e::procs::{dump_log, get_json, get_json_auth, GatewayProc, HubProc};
 use dcmms_gateway::ring::{RingBuffer, RingConfig};
 use dcmms_shared::BlockClass;
 use std::path::Path;
@@ -144,7 +144,7 @@ pub fn run(args: &DrainArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
     }
     .write(&dir.join("gateway-drain.toml"))?;
 
-    let probe = Probe::start(rt, hub.api, &live::live_point_name(), now_ms());
+    let probe = Probe::start(rt, hub.api, &hub.token, &live::live_point_name(), now_ms());
     let started = Instant::now();
     let gw = GatewayProc::start(dir, &config)?;
     let result = watch_drain(args, &hub, &gw, &probe, &backlog, seqs, started);
@@ -359,7 +359,7 @@ fn check_stored(hub: &HubProc, backlog: &Backlog, status: &serde_json::Value) {
             rfc3339(backlog.start_ms),
             rfc3339(end_ms)
         ));
-        match get_json(&url) {
+        match get_json_auth(&url, &hub.token) {
             Ok(v) => {
                 let n: u64 = v["buckets"]
                     .as_array()

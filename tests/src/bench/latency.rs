@@ -58,7 +58,7 @@ pub fn run(args: &LatencyArgs, rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
         args.seconds
     );
 
-    let probe = Probe::start(rt, hub.api, &live::live_point_name(), now_ms());
+    let probe = Probe::start(rt, hub.api, &hub.token, &live::live_point_name(), now_ms());
     let gw = GatewayProc::start(dir, &config)?;
     let started = Instant::now();
     let connected_ms = live::wait_connected(&gw, Duration::from_secs(30)).inspect_err(|_| {

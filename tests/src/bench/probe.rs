@@ -52,15 +52,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Probe {
-    /// Starts probing `site/device/point` on the hub API at `api`, for
-    /// samples stamped at or after `since_ms`.
-    pub fn start(rt: &Runtime, api: SocketAddr, point: &str, since_ms: i64) -> Probe {
+    /// Starts probing `site/device/point` on the hub API at `api` with
+    /// the bearer `token`, for samples stamped at or after `since_ms`.
+    pub fn start(rt: &Runtime, api: SocketAddr, token: &str, point: &str, since_ms: i64) -> Probe {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let round_trips = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let cancel = CancellationToken::new();
         let task = rt.spawn(run(
-            api,
+            HubApi {
+                addr: api,
+                token: token.to_owned(),
+            },
             point.to_owned(),
             since_ms,
             seen.clone(),
@@ -106,8 +109,14 @@ pub struct ProbeResult {
     pub errors: Vec<String>,
 }
 
+/// Where the probe asks, and with which bearer token.
+struct HubApi {
+    addr: SocketAddr,
+    token: String,
+}
+
 async fn run(
-    api: SocketAddr,
+    api: HubApi,
     point: String,
     since_ms: i64,
     seen: Arc<Mutex<Vec<Observation>>>,
@@ -125,7 +134,7 @@ async fn run(
             _ = tick.tick() => {}
         }
         let asked = std::time::Instant::now();
-        match newer_samples(&client, api, &point, next_from).await {
+        match newer_samples(&client, api.addr, &api.token, &point, next_from).await {
             Ok(Some(ts)) => {
                 let seen_ms = now_ms();
                 lock(&round_trips).push(asked.elapsed().as_secs_f64() * 1000.0);
@@ -152,6 +161,7 @@ async fn run(
 async fn newer_samples(
     client: &reqwest::Client,
     api: SocketAddr,
+    token: &str,
     point: &str,
     from_ms: i64,
 ) -> anyhow::Result<Option<Vec<i64>>> {
@@ -160,7 +170,12 @@ async fn newer_samples(
         rfc3339(from_ms),
         rfc3339(now_ms() + 86_400_000)
     );
-    let resp = client.get(&url).send().await.context("GET telemetry")?;
+    let resp = client
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .context("GET telemetry")?;
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
         return Ok(None);
     }

@@ -1,0 +1,661 @@
+//! `/api/v1/users`: user administration (fleet administrators only).
+//!
+//! Create, list, read and change users; grant and remove site roles. Every
+//! change is audited in its own transaction with the user before and after
+//! (never a password or hash). Disabling a user or resetting their password
+//! revokes their tokens at once.
+
+use super::page::{self, Cursor};
+use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorBody, FieldError};
+use crate::audit::{self, AuditEntry};
+use crate::auth::{self, now_ms, password, require_fleet, token, Authenticated};
+use crate::store::{NewUser, SortKey, Tx, UserFilter, UserUpdate, UserWithRoles, UsersPage};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use dcmms_shared::cmms::role::UserKind;
+use dcmms_shared::cmms::{Permission, Role, SiteId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::telemetry::format_ms;
+
+/// A role at a site (`dcmms_shared::cmms::Role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    Viewer,
+    Technician,
+    Supervisor,
+    Admin,
+}
+
+impl From<Role> for RoleName {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Viewer => RoleName::Viewer,
+            Role::Technician => RoleName::Technician,
+            Role::Supervisor => RoleName::Supervisor,
+            Role::Admin => RoleName::Admin,
+        }
+    }
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Self {
+        match r {
+            RoleName::Viewer => Role::Viewer,
+            RoleName::Technician => Role::Technician,
+            RoleName::Supervisor => Role::Supervisor,
+            RoleName::Admin => Role::Admin,
+        }
+    }
+}
+
+/// Staff may be administrators; contractors see only their sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KindName {
+    #[default]
+    Staff,
+    Contractor,
+}
+
+impl From<UserKind> for KindName {
+    fn from(k: UserKind) -> Self {
+        match k {
+            UserKind::Staff => KindName::Staff,
+            UserKind::Contractor => KindName::Contractor,
+        }
+    }
+}
+
+impl From<KindName> for UserKind {
+    fn from(k: KindName) -> Self {
+        match k {
+            KindName::Staff => UserKind::Staff,
+            KindName::Contractor => UserKind::Contractor,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SiteRole {
+    pub site: String,
+    pub role: RoleName,
+}
+
+/// A user as the API shows it (and as audit entries record it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub kind: KindName,
+    /// Administrator of the whole fleet.
+    pub is_admin: bool,
+    /// Labour cost per hour, in cents.
+    pub hourly_rate_cents: i64,
+    pub disabled: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// Roles at given sites, by site name.
+    pub sites: Vec<SiteRole>,
+}
+
+impl From<&UserWithRoles> for UserView {
+    fn from(u: &UserWithRoles) -> Self {
+        let r = &u.user;
+        UserView {
+            id: r.id.to_string(),
+            username: r.username.clone(),
+            display_name: r.display_name.clone(),
+            kind: r.kind.into(),
+            is_admin: r.is_admin,
+            hourly_rate_cents: r.hourly_rate_cents,
+            disabled: r.disabled,
+            created_at: format_ms(r.created_ms),
+            updated_at: format_ms(r.updated_ms),
+            sites: u
+                .sites
+                .iter()
+                .map(|(site, role)| SiteRole {
+                    site: site.to_string(),
+                    role: (*role).into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// For audit entries.
+pub(crate) fn view_json(u: &UserWithRoles) -> Option<serde_json::Value> {
+    serde_json::to_value(UserView::from(u)).ok()
+}
+
+/// Most cents an hourly rate may be.
+pub const MAX_RATE_CENTS: i64 = 100_000_000;
+
+/// Lower-cases and checks a username: 1..=64 of `a-z 0-9 . _ -`, starting
+/// with a letter or digit.
+pub fn normalize_username(name: &str) -> Result<String, String> {
+    let name = name.trim().to_ascii_lowercase();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(name)
+    } else {
+        Err("must be 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit".into())
+    }
+}
+
+fn check_display_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        Err("must be 1 to 200 characters without control characters".into())
+    } else {
+        Ok(name.to_owned())
+    }
+}
+
+fn check_rate(cents: i64) -> Result<i64, String> {
+    if (0..=MAX_RATE_CENTS).contains(&cents) {
+        Ok(cents)
+    } else {
+        Err(format!("must be between 0 and {MAX_RATE_CENTS}"))
+    }
+}
+
+pub(crate) fn parse_site(site: &str) -> Result<SiteId, ApiError> {
+    dcmms_shared::validate_name(site)
+        .map(|()| SiteId::from(site))
+        .map_err(|_| {
+            ApiError::bad_request("a site name is 1 to 64 of A-Z, a-z, 0-9, '.', '_', '-'")
+        })
+}
+
+/// Body of `POST /api/v1/users`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Lower-cased; 1..=64 of `a-z 0-9 . _ -`.
+    pub username: String,
+    /// Defaults to the username.
+    pub display_name: Option<String>,
+    /// At least 12 characters.
+    pub password: String,
+    #[serde(default)]
+    pub kind: KindName,
+    /// Fleet administrator (staff only).
+    #[serde(default)]
+    pub is_admin: bool,
+    #[serde(default)]
+    pub hourly_rate_cents: i64,
+}
+
+/// Body of `PATCH /api/v1/users/{id}`; absent fields stay as they are.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUser {
+    pub display_name: Option<String>,
+    pub hourly_rate_cents: Option<i64>,
+    /// A disabled user cannot log in; their tokens are revoked.
+    pub disabled: Option<bool>,
+    /// Password reset; revokes the user's tokens.
+    pub password: Option<String>,
+}
+
+/// Body of `PUT /api/v1/users/{id}/sites/{site}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSiteRole {
+    pub role: RoleName,
+}
+
+/// Order of `GET /api/v1/users`; `-` sorts descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema, Default)]
+pub enum UserSort {
+    #[default]
+    #[serde(rename = "username")]
+    Username,
+    #[serde(rename = "-username")]
+    UsernameDesc,
+    #[serde(rename = "created_at")]
+    CreatedAt,
+    #[serde(rename = "-created_at")]
+    CreatedAtDesc,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserListParams {
+    /// 1..=1000, default 100.
+    limit: Option<u32>,
+    /// The `next` of the previous page (same `sort`).
+    cursor: Option<String>,
+    #[param(inline)]
+    sort: Option<UserSort>,
+    #[param(inline)]
+    kind: Option<KindName>,
+    disabled: Option<bool>,
+    /// Users holding a role at this site.
+    site: Option<String>,
+    /// Usernames starting with this.
+    username_prefix: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+    /// Cursor of the next page; null on the last.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteRoleGrant {
+    pub user_id: String,
+    pub site: String,
+    pub role: RoleName,
+}
+
+fn admin(auth: &Authenticated) -> Result<(), ApiError> {
+    require_fleet(&auth.access, Permission::ManageUsers)
+}
+
+fn entry(
+    auth: &Authenticated,
+    action: &'static str,
+    user: &UserId,
+    site: Option<SiteId>,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> AuditEntry {
+    AuditEntry {
+        at_ms: now_ms(),
+        actor: auth.actor(),
+        action,
+        entity_kind: "user",
+        entity_id: user.to_string(),
+        site,
+        before,
+        after,
+    }
+}
+
+/// Reads a user inside `tx`, or 404.
+async fn locked(tx: &mut Tx, id: &UserId) -> Result<UserWithRoles, ApiError> {
+    tx.user_for_update(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))
+}
+
+/// List users (administrators).
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users",
+    params(UserListParams),
+    responses((status = 200, description = "A page of users", body = UserList)),
+    security(("bearer" = [])),
+)]
+pub async fn list_users(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiQuery(p): ApiQuery<UserListParams>,
+) -> Result<Json<UserList>, ApiError> {
+    admin(&auth)?;
+    let limit = page::limit(p.limit)?;
+    let sort = p.sort.unwrap_or_default();
+    let (key, descending, tag) = match sort {
+        UserSort::Username => (SortKey::Username, false, "users:username"),
+        UserSort::UsernameDesc => (SortKey::Username, true, "users:-username"),
+        UserSort::CreatedAt => (SortKey::CreatedAt, false, "users:created_at"),
+        UserSort::CreatedAtDesc => (SortKey::CreatedAt, true, "users:-created_at"),
+    };
+    let after = match &p.cursor {
+        None => None,
+        Some(c) => {
+            let c = Cursor::decode(c, tag, 2)?;
+            if key == SortKey::CreatedAt && c.key[0].parse::<i64>().is_err() {
+                return Err(ApiError::bad_request("`cursor` is not valid"));
+            }
+            Some((c.key[0].clone(), c.key[1].clone()))
+        }
+    };
+    let filter = UserFilter {
+        kind: p.kind.map(Into::into),
+        disabled: p.disabled,
+        site: p.site.as_deref().map(parse_site).transpose()?,
+        username_prefix: p.username_prefix.map(|s| s.to_ascii_lowercase()),
+    };
+    let rows = state
+        .store
+        .users(
+            &filter,
+            &UsersPage {
+                sort: key,
+                descending,
+                after,
+                fetch: limit + 1,
+            },
+        )
+        .await?;
+    let (rows, next) = page::split_page(rows, limit, |u| {
+        let k = match key {
+            SortKey::Username => u.user.username.clone(),
+            SortKey::CreatedAt => u.user.created_ms.to_string(),
+        };
+        Cursor::new(tag, vec![k, u.user.id.to_string()])
+    });
+    Ok(Json(UserList {
+        users: rows.iter().map(UserView::from).collect(),
+        next,
+    }))
+}
+
+/// Create a user (administrators).
+#[utoipa::path(
+    post, path = "/api/v1/users", tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 409, description = "`rule`: `username_taken`", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn create_user(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    admin(&auth)?;
+    let mut problems = Vec::new();
+    let username = normalize_username(&body.username)
+        .map_err(|m| problems.push(FieldError::new("username", m)))
+        .ok();
+    let display_name = check_display_name(body.display_name.as_deref().unwrap_or(&body.username))
+        .map_err(|m| problems.push(FieldError::new("display_name", m)))
+        .ok();
+    if let Err(m) = password::check_policy(&body.password) {
+        problems.push(FieldError::new("password", m));
+    }
+    if let Err(m) = check_rate(body.hourly_rate_cents) {
+        problems.push(FieldError::new("hourly_rate_cents", m));
+    }
+    if body.is_admin && body.kind == KindName::Contractor {
+        problems.push(FieldError::new(
+            "is_admin",
+            "a contractor cannot be an administrator",
+        ));
+    }
+    ApiError::invalid(problems)?;
+    let (Some(username), Some(display_name)) = (username, display_name) else {
+        return Err(ApiError::bad_request("invalid user"));
+    };
+    let new = NewUser {
+        id: UserId(token::new_id()?),
+        username,
+        display_name,
+        password_hash: state.auth.hasher.hash(body.password).await?,
+        kind: body.kind.into(),
+        is_admin: body.is_admin,
+        hourly_rate_cents: body.hourly_rate_cents,
+        now_ms: now_ms(),
+    };
+    let mut tx = state.store.transaction().await?;
+    match tx.insert_user(&new).await {
+        Err(e) if e.is_unique_violation() => {
+            return Err(ApiError::conflict(
+                "username_taken",
+                format!("the username {} is taken", new.username),
+            ))
+        }
+        r => r?,
+    }
+    let created = locked(&mut tx, &new.id).await?;
+    audit::record(
+        &mut tx,
+        &entry(
+            &auth,
+            "user.create",
+            &new.id,
+            None,
+            None,
+            view_json(&created),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(UserView::from(&created))))
+}
+
+/// One user (administrators).
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    admin(&auth)?;
+    let user = state
+        .store
+        .user(&UserId(id.clone()))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
+    Ok(Json(UserView::from(&user)))
+}
+
+/// Change a user's display name, rate, disabled flag or password
+/// (administrators).
+#[utoipa::path(
+    patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    request_body = PatchUser,
+    responses(
+        (status = 200, description = "The user after the change", body = UserView),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "`rule`: `last_admin` (the last enabled administrator cannot be disabled)", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn patch_user(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchUser>,
+) -> Result<Json<UserView>, ApiError> {
+    admin(&auth)?;
+    let id = UserId(id);
+    let mut problems = Vec::new();
+    let display_name = match &body.display_name {
+        None => None,
+        Some(n) => check_display_name(n)
+            .map_err(|m| problems.push(FieldError::new("display_name", m)))
+            .ok(),
+    };
+    if let Some(Err(m)) = body.hourly_rate_cents.map(check_rate) {
+        problems.push(FieldError::new("hourly_rate_cents", m));
+    }
+    if let Some(Err(m)) = body.password.as_deref().map(password::check_policy) {
+        problems.push(FieldError::new("password", m));
+    }
+    ApiError::invalid(problems)?;
+    // Hash before the transaction: it is slow and needs no lock.
+    let password_hash = match body.password {
+        Some(p) => Some(state.auth.hasher.hash(p).await?),
+        None => None,
+    };
+    let reset = password_hash.is_some();
+    let change = UserUpdate {
+        display_name,
+        hourly_rate_cents: body.hourly_rate_cents,
+        disabled: body.disabled,
+        password_hash,
+    };
+
+    let mut tx = state.store.transaction().await?;
+    let before = locked(&mut tx, &id).await?;
+    let disabling = change.disabled == Some(true) && !before.user.disabled;
+    if disabling && before.user.is_admin && tx.other_enabled_admins(&id).await? == 0 {
+        return Err(ApiError::conflict(
+            "last_admin",
+            "the last enabled administrator cannot be disabled",
+        ));
+    }
+    tx.update_user(&id, &change, now_ms()).await?;
+    let after = locked(&mut tx, &id).await?;
+    // `updated_at` alone (a password reset) is not a change worth an entry.
+    let mut unchanged = UserView::from(&before);
+    unchanged.updated_at = format_ms(after.user.updated_ms);
+    if unchanged != UserView::from(&after) {
+        let (b, a) = (view_json(&before), view_json(&after));
+        audit::record(&mut tx, &entry(&auth, "user.update", &id, None, b, a)).await?;
+    }
+    if reset || disabling {
+        let revoked = tx.revoke_user_tokens(&id, None).await?;
+        if reset {
+            audit::record(
+                &mut tx,
+                &entry(
+                    &auth,
+                    "user.password_reset",
+                    &id,
+                    None,
+                    None,
+                    Some(json!({ "tokens_revoked": revoked })),
+                ),
+            )
+            .await?;
+        } else if revoked > 0 {
+            audit::record(
+                &mut tx,
+                &entry(
+                    &auth,
+                    "user.tokens_revoke",
+                    &id,
+                    None,
+                    None,
+                    Some(json!({ "tokens_revoked": revoked })),
+                ),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(Json(UserView::from(&after)))
+}
+
+/// Grant or change a user's role at a site (administrators).
+#[utoipa::path(
+    put, path = "/api/v1/users/{id}/sites/{site}", tag = "users",
+    params(
+        ("id" = String, Path, description = "User id"),
+        ("site" = String, Path, description = "Site name"),
+    ),
+    request_body = SetSiteRole,
+    responses(
+        (status = 200, description = "The grant", body = SiteRoleGrant),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "Unknown role", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn put_site_role(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((id, site)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetSiteRole>,
+) -> Result<Json<SiteRoleGrant>, ApiError> {
+    admin(&auth)?;
+    let (id, site) = (UserId(id), parse_site(&site)?);
+    let role = Role::from(body.role);
+    let mut tx = state.store.transaction().await?;
+    let before = locked(&mut tx, &id).await?;
+    let old = before.sites.get(&site).copied();
+    if old != Some(role) {
+        tx.set_site_role(&id, &site, role, now_ms()).await?;
+        audit::record(
+            &mut tx,
+            &entry(
+                &auth,
+                "user.site_role_set",
+                &id,
+                Some(site.clone()),
+                old.map(|r| json!({ "role": r.as_str() })),
+                Some(json!({ "role": role.as_str() })),
+            ),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Json(SiteRoleGrant {
+        user_id: id.to_string(),
+        site: site.to_string(),
+        role: body.role,
+    }))
+}
+
+/// Remove a user's role at a site (administrators).
+#[utoipa::path(
+    delete, path = "/api/v1/users/{id}/sites/{site}", tag = "users",
+    params(
+        ("id" = String, Path, description = "User id"),
+        ("site" = String, Path, description = "Site name"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such user or no role at that site", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn delete_site_role(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((id, site)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    admin(&auth)?;
+    let (id, site) = (UserId(id), parse_site(&site)?);
+    let mut tx = state.store.transaction().await?;
+    let before = locked(&mut tx, &id).await?;
+    let Some(old) = before.sites.get(&site).copied() else {
+        return Err(ApiError::not_found(format!(
+            "user {id} has no role at site {site}"
+        )));
+    };
+    tx.remove_site_role(&id, &site).await?;
+    audit::record(
+        &mut tx,
+        &entry(
+            &auth,
+            "user.site_role_remove",
+            &id,
+            Some(site),
+            Some(json!({ "role": old.as_str() })),
+            None,
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether `auth` is a fleet administrator (for other modules).
+pub(crate) fn is_admin(auth: &Authenticated) -> bool {
+    auth::holds_fleet(&auth.access, Permission::ManageUsers)
+}
