@@ -11,10 +11,12 @@
 //! This module never sends database error text to API clients; callers
 //! log [`StoreError`] and answer with a generic message.
 
+pub mod cmms;
 mod read;
 mod users;
 mod write;
 
+pub use cmms::{Changed, CmmsError, Db};
 pub use read::{Bucket, GatewaySummary, PointRef, RawSample, TelemetryPage};
 pub use users::{
     NewUser, SortKey, TokenRow, UserFilter, UserRow, UserUpdate, UserWithRoles, UsersPage,
