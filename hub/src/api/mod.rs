@@ -10,6 +10,7 @@
 
 mod audit;
 mod auth;
+pub(crate) mod cmms;
 pub mod error;
 mod gateways;
 pub mod openapi;

@@ -60,6 +60,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::get_user, users::patch_user))
         .routes(routes!(users::put_site_role, users::delete_site_role))
         .routes(routes!(audit::list_audit))
+        .merge(super::cmms::work::routes())
+        .merge(super::cmms::registry::routes())
 }
 
 fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {

@@ -76,6 +76,8 @@ async fn document_and_router_agree() {
     let ops = documented(&doc);
     let expected: BTreeSet<(String, String)> = SURFACE
         .iter()
+        .chain(crate::api::cmms::work::SURFACE)
+        .chain(crate::api::cmms::registry::SURFACE)
         .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     assert_eq!(ops, expected);
