@@ -10,7 +10,9 @@
 # exits non-zero when a check failed, schemathesis errored, the time budget
 # ran out, or the hub crashed or panicked. Reports go to target/api-fuzz/<db>/:
 # junit.xml, report.json (schemathesis's run report), events.ndjson (every
-# request and response), schemathesis.log, summary.txt and hub.log.
+# request and response), schemathesis.log, summary.txt, hub.log and
+# filter-stats.json (failures dropped by the hooks as refusals no request
+# schema can express, by reason).
 #
 # Tokens: generated requests carry tokens from self-healing fuzz accounts
 # (hil/apifuzz/fuzzlib.py), so logout, password changes and user
@@ -203,6 +205,7 @@ export PYTHONPATH=$ROOT/hil/apifuzz${PYTHONPATH:+:$PYTHONPATH}
 export SCHEMATHESIS_HOOKS=dcmms_fuzz_hooks
 export DCMMS_FUZZ_IDENTITIES=$WORK/identities.json
 export DCMMS_FUZZ_AUTH_STATS=$OUT/auth-stats.json
+export DCMMS_FUZZ_FILTER_STATS=$OUT/filter-stats.json
 START=$SECONDS
 timeout "$MAX_TIME" "$PY" hil/apifuzz/seed.py "$BASE" "$ADMIN_PASSWORD" "$DCMMS_FUZZ_IDENTITIES" ||
   { tail -n 40 "$HUB_LOG" >&2; die "seeding failed"; }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs beyond cargo: the Python peers
-# (pymodbus), PostgreSQL server binaries, and cargo-fuzz with a nightly
+# (hil/requirements.txt), socat, PostgreSQL server binaries, and cargo-fuzz with a nightly
 # toolchain for the fuzz smoke run. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,18 +8,29 @@ cd "$(dirname "$0")/.."
 log() { printf '[install-test-deps] %s\n' "$*"; }
 
 PY=${DCMMS_PYTHON:-python3}
-if ! "$PY" -c 'import pymodbus, sys; sys.exit(0 if pymodbus.__version__.startswith("3.16") else 1)' 2>/dev/null; then
+# Reinstall whenever hil/requirements.txt names something not installed at
+# that exact version (pip check of the pinned lines).
+if ! "$PY" - hil/requirements.txt <<'PYEOF' 2>/dev/null; then
+import sys
+from importlib.metadata import version, PackageNotFoundError
+ok = True
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if not line or "==" not in line:
+        continue
+    name, want = [x.strip() for x in line.split("==", 1)]
+    try:
+        ok &= version(name) == want
+    except PackageNotFoundError:
+        ok = False
+sys.exit(0 if ok else 1)
+PYEOF
   log "installing Python peers from hil/requirements.txt"
   "$PY" -m pip install --quiet --disable-pip-version-check -r hil/requirements.txt
 fi
 
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  log "installing PostgreSQL server binaries"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq postgresql >/dev/null
-fi
-
+need_apt=()
+command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 if [ "${DCMMS_SKIP_FUZZ:-0}" != "1" ]; then
   if ! rustup toolchain list | grep -q nightly; then
     log "installing the nightly toolchain for cargo-fuzz"

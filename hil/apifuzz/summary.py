@@ -6,8 +6,8 @@ and writes the same text to summary.txt beside the report.
 
 Usage: summary.py REPORT_DIR LABEL
 REPORT_DIR holds report.json, events.ndjson, openapi.json (the document
-fuzzed) and auth-stats.json. Exit status: 0 when the run completed with
-no failure and no error.
+fuzzed), auth-stats.json and filter-stats.json. Exit status: 0 when the
+run completed with no failure and no error.
 """
 
 from __future__ import annotations
@@ -117,7 +117,12 @@ def main(argv: list[str]) -> int:
         f"(logout and password-change cases)",
     ]
     if r.get("filtered"):
-        lines.append(f"dropped by filter_failure (refused opaque cursors): {r['filtered']}")
+        lines.append(f"dropped by filter_failure (refusals no request schema can express): {r['filtered']}")
+        filter_path = os.path.join(folder, "filter-stats.json")
+        if os.path.exists(filter_path):
+            with open(filter_path, encoding="utf-8") as f:
+                by_reason = json.load(f)
+            lines.extend(f"  {reason}: {n}" for reason, n in sorted(by_reason.items()))
     failures = sorted(r["failures"], key=lambda x: x["code"])
     if failures:
         lines.append("failures by check:")

@@ -31,6 +31,8 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
+    #[serde(default)]
+    pub cmms: CmmsConfig,
 }
 
 /// Where telemetry, point catalogs and gateway status are stored.
@@ -121,6 +123,19 @@ pub struct IngestConfig {
     pub queue_capacity: usize,
 }
 
+/// Maintenance (CMMS) background work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmmsConfig {
+    /// Seconds between runs of the preventive-maintenance scheduler, which
+    /// turns due occurrences of PM plans (calendar dates reached, meter
+    /// readings past a multiple or a threshold) into work orders; 0
+    /// disables it (plans then generate only through
+    /// `POST /api/v1/pm-plans/{id}/generate`). At most 86400.
+    #[serde(default = "default_pm_interval")]
+    pub pm_interval_s: u32,
+}
+
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/dcmms-hub")
 }
@@ -166,6 +181,9 @@ fn default_batch() -> usize {
 fn default_queue() -> usize {
     4096
 }
+fn default_pm_interval() -> u32 {
+    300
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -175,6 +193,15 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             api: ApiConfig::default(),
             ingest: IngestConfig::default(),
+            cmms: CmmsConfig::default(),
+        }
+    }
+}
+
+impl Default for CmmsConfig {
+    fn default() -> Self {
+        CmmsConfig {
+            pm_interval_s: default_pm_interval(),
         }
     }
 }
@@ -419,6 +446,12 @@ impl Config {
         if self.ingest.queue_capacity == 0 {
             return Err(bad("ingest.queue_capacity", "must be at least 1".into()));
         }
+        if self.cmms.pm_interval_s > 86_400 {
+            return Err(bad(
+                "cmms.pm_interval_s",
+                format!("{} is outside 0..=86400", self.cmms.pm_interval_s),
+            ));
+        }
         Ok(())
     }
 
@@ -502,6 +535,10 @@ mod tests {
         assert_eq!(key, "api.token_ttl_hours");
         let (key, _) = invalid("[ingest]\nmax_batch_messages = 0\n");
         assert_eq!(key, "ingest.max_batch_messages");
+        let (key, _) = invalid("[cmms]\npm_interval_s = 86401\n");
+        assert_eq!(key, "cmms.pm_interval_s");
+        let c = Config::parse("[cmms]\npm_interval_s = 0\n", &src()).unwrap();
+        assert_eq!(c.cmms.pm_interval_s, 0);
 
         let err = Config::parse("[broker]\nmax_segment_size = 10\n", &src()).unwrap_err();
         let text = err.to_string();

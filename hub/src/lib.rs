@@ -25,6 +25,7 @@ pub mod front;
 pub mod ingest;
 pub mod metrics;
 pub mod pki;
+pub mod pm_scheduler;
 pub mod runtime;
 pub mod store;
 

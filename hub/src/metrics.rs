@@ -174,6 +174,9 @@ pub mod names {
     pub const MQTT_REFUSED: &str = "dcmms_hub_mqtt_connections_refused_total";
     pub const LOGINS: &str = "dcmms_hub_logins_total";
     pub const API_REFUSED: &str = "dcmms_hub_api_refused_total";
+    pub const PM_RUNS: &str = "dcmms_hub_pm_runs_total";
+    pub const PM_WORK_ORDERS: &str = "dcmms_hub_pm_work_orders_created_total";
+    pub const PM_PLAN_ERRORS: &str = "dcmms_hub_pm_plan_errors_total";
 }
 
 struct Inner {
@@ -194,6 +197,9 @@ struct Inner {
     logins_ok: Counter,
     logins_failed: Counter,
     refused: Vec<(Refusal, Counter)>,
+    pm_runs: Counter,
+    pm_work_orders: Counter,
+    pm_plan_errors: Counter,
 }
 
 /// Handles to the hub's metrics; cheap to clone.
@@ -274,6 +280,18 @@ impl HubMetrics {
             names::API_REFUSED,
             "API requests refused with 401 (unauthorized) or 403 (forbidden).",
         );
+        describe(
+            names::PM_RUNS,
+            "Passes of the preventive-maintenance scheduler.",
+        );
+        describe(
+            names::PM_WORK_ORDERS,
+            "Work orders created by preventive-maintenance plans (scheduled and manual runs).",
+        );
+        describe(
+            names::PM_PLAN_ERRORS,
+            "Preventive-maintenance plan runs of the scheduler that failed (the plan is tried again next pass).",
+        );
         recorder.describe_histogram(
             KeyName::from(names::BATCH_SECONDS),
             Some(metrics::Unit::Seconds),
@@ -323,6 +341,9 @@ impl HubMetrics {
             cursor_jumps: counter(names::BROKER_CURSOR_JUMPS),
             connections: counter(names::MQTT_CONNECTIONS),
             tls_failures,
+            pm_runs: counter(names::PM_RUNS),
+            pm_work_orders: counter(names::PM_WORK_ORDERS),
+            pm_plan_errors: counter(names::PM_PLAN_ERRORS),
             handle,
         };
         HubMetrics {
@@ -438,6 +459,20 @@ impl HubMetrics {
         if let Some((_, c)) = self.inner.refused.iter().find(|(r, _)| *r == why) {
             c.increment(1);
         }
+    }
+
+    /// A pass of the preventive-maintenance scheduler.
+    pub fn pm_run(&self) {
+        self.inner.pm_runs.increment(1);
+    }
+
+    pub fn pm_work_orders_created(&self, n: u64) {
+        self.inner.pm_work_orders.increment(n);
+    }
+
+    /// A plan the scheduler could not run.
+    pub fn pm_plan_error(&self) {
+        self.inner.pm_plan_errors.increment(1);
     }
 
     /// Count of API requests refused for `why` so far.

@@ -4,8 +4,8 @@
 //! Start: certificate authority and broker certificates, database (with
 //! migrations), the first administrator (when there is none), API and MQTT
 //! listeners, the embedded broker on loopback
-//! (waiting until it listens), then the TLS front, ingest, broker-meter and
-//! API tasks. Stop (signal, [`RunningHub::shutdown`]
+//! (waiting until it listens), then the TLS front, ingest, broker-meter,
+//! preventive-maintenance scheduler and API tasks. Stop (signal, [`RunningHub::shutdown`]
 //! or a fatal error): cancel the token so that the API stops accepting and
 //! ingest stops reading, let the ingest transaction in flight commit and
 //! its acks go out, wait for every task, close the database.
@@ -222,6 +222,15 @@ pub async fn start_with(config: Config, options: StartOptions) -> Result<Running
                 }
             }
         });
+    }
+    if config.cmms.pm_interval_s > 0 {
+        crate::pm_scheduler::spawn(
+            &tracker,
+            token.clone(),
+            store.clone(),
+            metrics.clone(),
+            Duration::from_secs(u64::from(config.cmms.pm_interval_s)),
+        );
     }
     {
         let (token, metrics) = (token.clone(), metrics.clone());

@@ -431,3 +431,121 @@ pub fn get_text(url: &str) -> anyhow::Result<String> {
         .build()?;
     rt.block_on(async { Ok(reqwest::get(url).await?.text().await?) })
 }
+
+/// An HTTP answer, taken apart: status, `Content-Type` and body text.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The body as JSON.
+    pub fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_str(&self.body)
+            .with_context(|| format!("status {}: body is not JSON: {}", self.status, self.body))
+    }
+}
+
+/// Sends `method url` with a bearer token and, optionally, a body of the
+/// given content type; any status is an answer (only transport failures
+/// are errors).
+pub fn request_auth(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<(&str, Vec<u8>)>,
+) -> anyhow::Result<HttpReply> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let method = reqwest::Method::from_bytes(method.as_bytes()).context("HTTP method")?;
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method.clone(), url)
+            .bearer_auth(token);
+        if let Some((content_type, bytes)) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp
+            .text()
+            .await
+            .with_context(|| format!("{method} {url}: body"))?;
+        Ok(HttpReply {
+            status,
+            content_type,
+            body,
+        })
+    })
+}
+
+/// A request with a bearer token and an optional JSON body; returns the
+/// status and the JSON body (`null` when empty or not JSON), whatever the
+/// status, so that a test can check refusals too.
+pub fn send_json_auth(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .with_context(|| format!("HTTP method {method:?}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method.clone(), url)
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .with_context(|| format!("{method} {url}: body"))?;
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, json))
+    })
+}
+
+fn json_auth_ok(method: &str, url: &str, token: &str, body: &Value) -> anyhow::Result<Value> {
+    let (status, json) = send_json_auth(method, url, token, Some(body))?;
+    if !(200..300).contains(&status) {
+        bail!("{method} {url}: {status}: {json}");
+    }
+    Ok(json)
+}
+
+/// `POST` a JSON body with a bearer token; fails on a status other than 2xx.
+pub fn post_json_auth(url: &str, token: &str, body: &Value) -> anyhow::Result<Value> {
+    json_auth_ok("POST", url, token, body)
+}
+
+/// `PATCH` a JSON body with a bearer token; fails on a status other than 2xx.
+pub fn patch_json_auth(url: &str, token: &str, body: &Value) -> anyhow::Result<Value> {
+    json_auth_ok("PATCH", url, token, body)
+}
+
+/// `PUT` a JSON body with a bearer token; fails on a status other than 2xx.
+pub fn put_json_auth(url: &str, token: &str, body: &Value) -> anyhow::Result<Value> {
+    json_auth_ok("PUT", url, token, body)
+}

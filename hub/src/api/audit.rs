@@ -19,16 +19,24 @@ use utoipa::{IntoParams, ToSchema};
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// `user`, `api_token`, ...
+    #[param(pattern = "^[^\\x00]*$")]
     entity_kind: Option<String>,
+    #[param(pattern = "^[^\\x00]*$")]
     entity_id: Option<String>,
     /// User id of the actor.
+    #[param(pattern = "^[^\\x00]*$")]
     actor: Option<String>,
+    /// Entries of this site.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     site: Option<String>,
     /// RFC 3339; entries at or after.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339; entries before.
+    #[param(format = DateTime)]
     to: Option<String>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// The `next` of the previous page.
     cursor: Option<String>,
@@ -103,6 +111,9 @@ pub async fn list_audit(
     ApiQuery(p): ApiQuery<AuditParams>,
 ) -> Result<Json<AuditList>, ApiError> {
     let site = p.site.as_deref().map(parse_site).transpose()?;
+    let entity_kind = page::text_filter("entity_kind", p.entity_kind)?;
+    let entity_id = page::text_filter("entity_id", p.entity_id)?;
+    let actor_id = page::text_filter("actor", p.actor)?;
     let access = &auth.access;
     let scope = if is_admin(&auth) {
         AuditScope::All
@@ -144,9 +155,9 @@ pub async fn list_audit(
         &state.store,
         &AuditQuery {
             scope,
-            entity_kind: p.entity_kind,
-            entity_id: p.entity_id,
-            actor_id: p.actor,
+            entity_kind,
+            entity_id,
+            actor_id,
             site,
             from_ms,
             to_ms,

@@ -117,10 +117,15 @@ async fn scoped_listing(api: TestApi) {
     assert!(actions(&r.json).is_empty());
     for bad in [
         "from=yesterday",
+        "to=2026-01-01",
         "limit=0",
+        "limit=1001",
         "cursor=abc",
         "what=1",
         "site=a%20b",
+        "entity_kind=%00",
+        "entity_id=a%00b",
+        "actor=%00",
     ] {
         let r = api.get(&format!("/api/v1/audit?{bad}"), &root).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);

@@ -44,8 +44,41 @@ pub struct LoginResponse {
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     pub current: String,
-    /// At least 12 characters.
+    /// 12..=256 characters.
+    #[schema(min_length = 12, max_length = 256)]
     pub new: String,
+}
+
+/// Most characters a password may have. Four bytes at most per character
+/// keep it within the hashing policy's byte bound
+/// ([`password::MAX_PASSWORD_BYTES`]), which bounds one attempt's work.
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+// Every password that fits in characters fits in bytes.
+const _: () = assert!(MAX_PASSWORD_CHARS * 4 <= password::MAX_PASSWORD_BYTES);
+
+/// The password policy of the API: [`password::MIN_PASSWORD_CHARS`] to
+/// [`MAX_PASSWORD_CHARS`] characters. The text is meant for the user.
+pub(crate) fn check_password(candidate: &str) -> Result<(), String> {
+    let chars = candidate.chars().count();
+    if !(password::MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
+        return Err(format!(
+            "must be {} to {MAX_PASSWORD_CHARS} characters",
+            password::MIN_PASSWORD_CHARS
+        ));
+    }
+    password::check_policy(candidate)
+}
+
+/// What a presented password is verified as: one longer than any the
+/// policy lets through cannot match, and would cost more to hash, so it
+/// becomes the empty string (which still gets the full verification work).
+fn bounded(presented: String) -> String {
+    if presented.chars().count() > MAX_PASSWORD_CHARS {
+        String::new()
+    } else {
+        presented
+    }
 }
 
 fn token_entry(
@@ -88,14 +121,11 @@ pub async fn login(
         Some((u, h)) => (Some(u), Some(h)),
         None => (None, None),
     };
-    // An over-long password cannot match (the policy refuses them) and
-    // would cost more to hash; it still gets the dummy verification.
-    let password = if body.password.len() > password::MAX_PASSWORD_BYTES {
-        String::new()
-    } else {
-        body.password
-    };
-    let matches = state.auth.hasher.verify(password, hash).await?;
+    let matches = state
+        .auth
+        .hasher
+        .verify(bounded(body.password), hash)
+        .await?;
     let user = match user {
         Some(u) if matches && !u.disabled => u,
         _ => {
@@ -198,19 +228,19 @@ pub async fn change_password(
     auth: Authenticated,
     ApiJson(body): ApiJson<ChangePassword>,
 ) -> Result<StatusCode, ApiError> {
-    password::check_policy(&body.new).map_err(|m| ApiError::invalid_field("new", m))?;
+    check_password(&body.new).map_err(|m| ApiError::invalid_field("new", m))?;
     let id = auth.access.user.clone();
     let stored = state
         .store
         .user_credentials(&auth.username)
         .await?
         .map(|(_, hash)| hash);
-    let current = if body.current.len() > password::MAX_PASSWORD_BYTES {
-        String::new()
-    } else {
-        body.current
-    };
-    if !state.auth.hasher.verify(current, stored).await? {
+    if !state
+        .auth
+        .hasher
+        .verify(bounded(body.current), stored)
+        .await?
+    {
         return Err(ApiError::Invalid {
             message: "`current` is not your current password".to_owned(),
             fields: vec![FieldError::new("current", "is not your current password")],

@@ -3,7 +3,8 @@
 //!
 //! Every refusal is `{"error":{"code":..,"message":..}}` plus, where they
 //! apply, `rule` (a conflict's machine-readable reason), `permission` and
-//! `site` (what a 403 lacked) and `fields` (per-field problems of a 422).
+//! `site` (what a 403 lacked), `fields` (per-field problems of a 422) and
+//! `report` (every problem of a refused import file, also a 422).
 //! Internal errors are logged with their cause and answered with a generic
 //! message; no database or library text reaches the client.
 
@@ -68,7 +69,7 @@ pub struct ErrorDetail {
     /// For people; do not parse it.
     pub message: String,
     /// 409: which rule refused the request (e.g. `username_taken`,
-    /// `last_admin`, `assignee_required`).
+    /// `last_admin`, `contractor_cannot_be_admin`, `assignee_required`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// 403: the permission the user lacks.
@@ -82,6 +83,54 @@ pub struct ErrorDetail {
     /// 422: the fields at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<FieldError>>,
+    /// 422 of a CSV import: every problem of the file, by line and column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<FileReport>,
+}
+
+/// Why an import file was refused: nothing of it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FileReport {
+    /// Data rows read (the header and blank lines excluded).
+    pub rows: usize,
+    /// Problems in file order, at most 1,000.
+    pub errors: Vec<FileRowError>,
+    /// Problems found beyond `errors` and not listed.
+    pub errors_omitted: usize,
+}
+
+/// One problem of an import file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FileRowError {
+    /// 1-based line of the file where the record starts; the header is
+    /// line 1.
+    pub row: usize,
+    /// The column at fault, by its name in the format; null for a problem
+    /// with the whole row or file.
+    pub column: Option<String>,
+    /// Stable machine-readable code (`required`, `invalid_id`,
+    /// `hierarchy_too_deep`, ...).
+    pub code: String,
+    pub message: String,
+}
+
+impl From<dcmms_shared::cmms::csv::ImportReport> for FileReport {
+    fn from(r: dcmms_shared::cmms::csv::ImportReport) -> Self {
+        FileReport {
+            rows: r.rows,
+            errors: r
+                .errors
+                .into_iter()
+                .map(|e| FileRowError {
+                    row: e.row,
+                    column: e.column,
+                    code: e.code,
+                    message: e.message,
+                })
+                .collect(),
+            errors_omitted: r.errors_omitted,
+        }
+    }
 }
 
 /// An API error; renders as [`ErrorBody`].
@@ -118,6 +167,9 @@ pub enum ApiError {
         message: String,
         fields: Vec<FieldError>,
     },
+    /// A refused import file (422, code `invalid`), with its report.
+    #[error("{message}")]
+    InvalidFile { message: String, report: FileReport },
     #[error("the database is unavailable")]
     Unavailable,
     /// Logged with its cause; the client sees a generic message.
@@ -194,7 +246,9 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::InvalidFile { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -210,7 +264,7 @@ impl ApiError {
             ApiError::Conflict { .. } => ErrorCode::Conflict,
             ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
-            ApiError::Invalid { .. } => ErrorCode::Invalid,
+            ApiError::Invalid { .. } | ApiError::InvalidFile { .. } => ErrorCode::Invalid,
             ApiError::Unavailable => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -226,6 +280,7 @@ impl ApiError {
             permission: None,
             site: None,
             fields: None,
+            report: None,
         };
         match self {
             ApiError::Conflict { rule, .. } => detail.rule = Some(rule),
@@ -236,6 +291,7 @@ impl ApiError {
                 detail.site = site;
             }
             ApiError::Invalid { fields, .. } => detail.fields = Some(fields),
+            ApiError::InvalidFile { report, .. } => detail.report = Some(report),
             _ => {}
         }
         ErrorBody { error: detail }
@@ -286,7 +342,15 @@ impl IntoResponse for ApiError {
 
 /// A JSON request body whose every rejection (wrong content type, bad
 /// syntax, missing or mistyped fields, too large) answers in the API's
-/// error shape; data errors are 422 with the path of the field at fault.
+/// error shape.
+///
+/// The body is read in two steps, so that the status says whose fault it
+/// is: first to a JSON value (not JSON or data after the value: 400; an
+/// object with a key twice: 422 naming the key; a number without a
+/// fractional part, such as `5.0`, counts as an integer), then to `T`
+/// (a field missing, unknown, or of the wrong type or shape, including a
+/// `null` or a number where a name from a list belongs: 422 with the path
+/// of the field at fault).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
@@ -302,34 +366,6 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// Field path and message of a serde data error.
-fn data_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = e.path().to_string();
-    let inner = e.into_inner();
-    // serde_json appends " at line L column C"; the path says where.
-    let text = inner.to_string();
-    let text = text
-        .rsplit_once(" at line ")
-        .map_or(text.as_str(), |(head, _)| head)
-        .to_owned();
-    // A missing field is reported at its parent: name the field.
-    let missing = text
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next())
-        .map(|name| {
-            if path == "." {
-                name.to_owned()
-            } else {
-                format!("{path}.{name}")
-            }
-        });
-    let field = missing.unwrap_or(path);
-    ApiError::Invalid {
-        message: format!("`{field}`: {text}"),
-        fields: vec![FieldError::new(field, text)],
-    }
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -349,28 +385,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }
             _ => ApiError::bad_request("the request body could not be read"),
         })?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = match serde_path_to_error::deserialize(&mut de) {
-            Ok(v) => v,
-            Err(e) if e.inner().is_data() => return Err(data_error(e)),
-            Err(e) => {
-                let inner = e.into_inner();
-                return Err(ApiError::bad_request(format!(
-                    "the body is not valid JSON (line {}, column {})",
-                    inner.line(),
-                    inner.column()
-                )));
-            }
-        };
-        de.end()
-            .map_err(|_| ApiError::bad_request("the body has data after its JSON value"))?;
-        Ok(ApiJson(value))
+        json::read_body(&bytes).map(ApiJson)
     }
 }
 
-/// A query string whose rejection answers 400 in the API's error shape.
+/// A query string whose rejection answers 400 in the API's error shape,
+/// naming the parameter at fault (`` `limit`: invalid digit found in
+/// string ``, `` `point` is required ``).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);
+
+/// The message of a refused query string.
+fn query_message(e: &QueryRejection) -> String {
+    // axum keeps the path-aware serde error as the rejection's source.
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(de) = err.downcast_ref::<serde_path_to_error::Error<serde::de::value::Error>>()
+        {
+            let path = de.path().to_string();
+            let text = de.inner().to_string();
+            if let Some(name) = text
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                return format!("`{name}` is required");
+            }
+            return if path == "." || path == "?" {
+                text
+            } else {
+                format!("`{path}`: {text}")
+            };
+        }
+        source = err.source();
+    }
+    e.body_text()
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
@@ -379,6 +428,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| ApiQuery(v))
-            .map_err(|e: QueryRejection| ApiError::bad_request(e.body_text()))
+            .map_err(|e: QueryRejection| ApiError::bad_request(query_message(&e)))
     }
 }
+
+#[path = "error_json.rs"]
+mod json;
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;

@@ -190,8 +190,11 @@ fn every_operation_documents_its_errors_and_security() {
             }
             if op.get("requestBody").is_some() {
                 needed.extend(["400", "415", "422"]);
+                // JSON bodies, or the CSV files of the import.
+                let content = &op["requestBody"]["content"];
                 assert!(
-                    op["requestBody"]["content"]["application/json"]["schema"].is_object(),
+                    content["application/json"]["schema"].is_object()
+                        || content["text/csv"]["schema"].is_object(),
                     "{what}: request schema"
                 );
             }
@@ -210,4 +213,130 @@ fn every_operation_documents_its_errors_and_security() {
             }
         }
     }
+}
+
+/// Every bound and pattern the document gives a parameter or a body field
+/// is the one the code enforces (the handlers' tests check the code
+/// against the same constants at each bound).
+#[test]
+fn documented_bounds_are_the_enforced_ones() {
+    use crate::api::auth::MAX_PASSWORD_CHARS;
+    use crate::api::telemetry::{self, MAX_STEP_MS, POINT_PATTERN, STEP_PATTERN};
+    use crate::api::users::{
+        DISPLAY_NAME_PATTERN, MAX_DISPLAY_NAME_CHARS, MAX_RATE_CENTS, SITE_PATTERN,
+        USERNAME_PATTERN,
+    };
+    use crate::auth::password::MIN_PASSWORD_CHARS;
+    use serde_json::{json, Value};
+
+    let doc = serde_json::to_value(document()).unwrap();
+    let param = |method: &str, path: &str, name: &str| -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{method} {path}: no parameter {name}"))
+    };
+    let prop = |schema: &str, name: &str| -> Value {
+        doc["components"]["schemas"][schema]["properties"][name].clone()
+    };
+
+    let site_role = "/api/v1/users/{id}/sites/{site}";
+    for method in ["put", "delete"] {
+        let p = param(method, site_role, "site");
+        assert_eq!(p["in"], "path");
+        assert_eq!(p["schema"]["pattern"], SITE_PATTERN, "{method}");
+        assert!(
+            doc["paths"][site_role][method]["responses"]["400"].is_object(),
+            "{method}: 400 undocumented"
+        );
+    }
+    for path in ["/api/v1/users", "/api/v1/audit"] {
+        assert_eq!(
+            param("get", path, "site")["schema"]["pattern"],
+            SITE_PATTERN
+        );
+    }
+    for (path, name) in [
+        ("/api/v1/users", "username_prefix"),
+        ("/api/v1/audit", "entity_kind"),
+        ("/api/v1/audit", "entity_id"),
+        ("/api/v1/audit", "actor"),
+    ] {
+        assert_eq!(
+            param("get", path, name)["schema"]["pattern"],
+            crate::api::page::NO_NUL_PATTERN,
+            "{path} {name}"
+        );
+    }
+
+    for (path, max) in [
+        ("/api/v1/users", crate::api::page::MAX_LIMIT),
+        ("/api/v1/audit", crate::api::page::MAX_LIMIT),
+        ("/api/v1/telemetry", telemetry::MAX_LIMIT),
+    ] {
+        let s = &param("get", path, "limit")["schema"];
+        assert_eq!(
+            (&s["minimum"], &s["maximum"]),
+            (&json!(1), &json!(max)),
+            "{path}"
+        );
+        assert_eq!(s["type"], "integer", "{path}");
+    }
+
+    let telemetry = "/api/v1/telemetry";
+    let point = param("get", telemetry, "point");
+    assert_eq!(point["required"], true);
+    assert_eq!(point["schema"]["pattern"], POINT_PATTERN);
+    for name in ["from", "to"] {
+        let p = param("get", telemetry, name);
+        assert_eq!(p["required"], true, "{name}");
+        assert_eq!(p["schema"]["format"], "date-time", "{name}");
+        let p = param("get", "/api/v1/audit", name);
+        assert_eq!(p["schema"]["format"], "date-time", "audit {name}");
+    }
+    assert_eq!(
+        param("get", telemetry, "step")["schema"]["pattern"],
+        STEP_PATTERN
+    );
+    let bucket = &param("get", telemetry, "bucket_ms")["schema"];
+    assert_eq!(
+        (&bucket["minimum"], &bucket["maximum"]),
+        (&json!(1), &json!(MAX_STEP_MS))
+    );
+
+    for schema in ["CreateUser", "PatchUser"] {
+        let name = prop(schema, "display_name");
+        assert_eq!(name["pattern"], DISPLAY_NAME_PATTERN, "{schema}");
+        assert_eq!(
+            (&name["minLength"], &name["maxLength"]),
+            (&json!(1), &json!(MAX_DISPLAY_NAME_CHARS)),
+            "{schema}"
+        );
+        let password = prop(schema, "password");
+        assert_eq!(
+            (&password["minLength"], &password["maxLength"]),
+            (&json!(MIN_PASSWORD_CHARS), &json!(MAX_PASSWORD_CHARS)),
+            "{schema}"
+        );
+        let rate = prop(schema, "hourly_rate_cents");
+        assert_eq!(
+            (&rate["minimum"], &rate["maximum"]),
+            (&json!(0), &json!(MAX_RATE_CENTS)),
+            "{schema}"
+        );
+    }
+    assert_eq!(prop("CreateUser", "username")["pattern"], USERNAME_PATTERN);
+    let new = prop("ChangePassword", "new");
+    assert_eq!(
+        (&new["minLength"], &new["maxLength"]),
+        (&json!(MIN_PASSWORD_CHARS), &json!(MAX_PASSWORD_CHARS))
+    );
+    let conflict = doc["paths"]["/api/v1/users"]["post"]["responses"]["409"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        conflict.contains("contractor_cannot_be_admin"),
+        "{conflict}"
+    );
 }

@@ -8,11 +8,28 @@
 //! is opaque to clients (hex of a JSON array); its first element names the
 //! listing and order it belongs to, so a cursor from another listing or
 //! another sort is refused with 400.
+//!
+//! Free-text filters go through [`text_filter`]: PostgreSQL text cannot
+//! hold a NUL character, so a filter with one is refused (400) on either
+//! database, as the document says ([`NO_NUL_PATTERN`]), rather than failing
+//! in the database.
 
 use super::ApiError;
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
+/// What a free-text filter may be: anything without a NUL character.
+pub const NO_NUL_PATTERN: &str = "^[^\\x00]*$";
+
+/// A free-text query filter named `name`, or 400 if it holds a NUL.
+pub fn text_filter(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.contains('\0') => Err(ApiError::bad_request(format!(
+            "`{name}` must not contain a NUL character"
+        ))),
+        v => Ok(v),
+    }
+}
 
 /// `limit` checked against the bounds.
 pub fn limit(requested: Option<u32>) -> Result<u32, ApiError> {
@@ -57,7 +74,8 @@ impl Cursor {
         };
         let bytes = hex::decode(text).map_err(|_| err())?;
         let mut parts: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| err())?;
-        if parts.len() != key_len + 1 || parts[0] != tag {
+        // Keys handed out come from stored rows, which hold no NUL.
+        if parts.len() != key_len + 1 || parts[0] != tag || parts.iter().any(|p| p.contains('\0')) {
             return Err(err());
         }
         let key = parts.split_off(1);
@@ -97,6 +115,8 @@ mod tests {
         assert!(Cursor::decode(&text, "users:username:asc", 1).is_err());
         assert!(Cursor::decode("zz", "users:username:asc", 2).is_err());
         assert!(Cursor::decode(&hex::encode("{}"), "users:username:asc", 2).is_err());
+        let nul = hex::encode(r#"["users:username:asc","a\u0000","id-1"]"#);
+        assert!(Cursor::decode(&nul, "users:username:asc", 2).is_err());
     }
 
     #[test]
@@ -110,5 +130,11 @@ mod tests {
         assert_eq!(limit(None).unwrap(), DEFAULT_LIMIT);
         assert_eq!(limit(Some(1000)).unwrap(), 1000);
         assert!(limit(Some(0)).is_err() && limit(Some(1001)).is_err());
+        assert_eq!(text_filter("x", None).unwrap(), None);
+        assert_eq!(
+            text_filter("x", Some("a b".into())).unwrap().as_deref(),
+            Some("a b")
+        );
+        assert!(text_filter("x", Some("a\0b".into())).is_err());
     }
 }

@@ -2,9 +2,14 @@
 //! buckets (min/max/avg/count) for charts.
 //!
 //! Query: `point=site/device/point`, `from`, `to` (RFC 3339, `from <= ts <
-//! to`), optional `limit` (raw, default 1000, at most 10000), `cursor`
-//! (the `next` of the previous page; replaces `from`), `step` (`500ms`,
-//! `60s`, `5m`, `1h`, `1d`) or `bucket_ms` for buckets.
+//! to`; an empty range has no samples), optional `limit` (raw, default
+//! 1000, at most 10000), `cursor` (the `next` of the previous page; paging
+//! resumes there instead of at `from`), `step` (`500ms`, `60s`, `5m`,
+//! `1h`, `1d`) or `bucket_ms` for buckets. What the document says of each
+//! parameter is exactly what is checked here; the rules that tie two
+//! parameters together (`step` or `bucket_ms`; `limit` and `cursor` for raw
+//! samples only; at most [`MAX_BUCKETS`] buckets) are beyond a parameter
+//! schema and are told in the descriptions.
 //!
 //! Any role may read telemetry, of the sites it sees: the first level of a
 //! point name is its site, checked before the database is asked.
@@ -25,25 +30,46 @@ pub const DEFAULT_LIMIT: u32 = 1000;
 pub const MAX_LIMIT: u32 = 10_000;
 /// Most buckets one request may ask for.
 pub const MAX_BUCKETS: i64 = 100_000;
+/// Widest bucket: 999999999 days, the most a `step` can spell.
+pub const MAX_STEP_MS: i64 = 999_999_999 * 86_400_000;
+/// `site/device/point`, each a name as `dcmms_shared::validate_name` has it.
+pub const POINT_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}/[A-Za-z0-9._-]{1,64}/[A-Za-z0-9._-]{1,64}$";
+/// [`parse_step`]: 1 to 9 digits without a leading zero, and a unit.
+pub const STEP_PATTERN: &str = "^[1-9][0-9]{0,8}(ms|s|m|h|d)$";
+
+/// Refusal of `step` with `bucket_ms`.
+pub const BOTH_WIDTHS: &str = "give `step` or `bucket_ms`, not both";
+/// Refusal of `limit` or `cursor` with buckets.
+pub const RAW_ONLY: &str = "`limit` and `cursor` apply to raw samples, not to buckets";
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TelemetryParams {
-    /// `site/device/point` (required).
-    point: Option<String>,
-    /// RFC 3339, inclusive (required unless `cursor` is given).
-    from: Option<String>,
-    /// RFC 3339, exclusive (required).
-    to: Option<String>,
-    /// Raw samples per page, 1..=10000, default 1000.
-    limit: Option<String>,
-    /// The `next` of the previous page; replaces `from`.
+    /// `site/device/point`.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}/[A-Za-z0-9._-]{1,64}/[A-Za-z0-9._-]{1,64}$")]
+    point: String,
+    /// RFC 3339, inclusive. With `cursor`, paging resumes at the cursor
+    /// instead.
+    #[param(format = DateTime)]
+    from: String,
+    /// RFC 3339, exclusive. A `to` at or before `from` is an empty range.
+    #[param(format = DateTime)]
+    to: String,
+    /// Raw samples per page, default 1000; not with `step` or `bucket_ms`.
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+    /// The `next` of the previous page; not with `step` or `bucket_ms`.
     cursor: Option<String>,
-    /// Bucket width: `500ms`, `60s`, `5m`, `1h`, `1d`.
+    /// Bucket width: 1 to 9 digits (no leading zero) and a unit, `ms`,
+    /// `s`, `m`, `h` or `d`, as in `500ms`, `60s`, `5m`, `1h`, `1d`. Not
+    /// with `bucket_ms`; at most 100000 buckets from `from` to `to`.
+    #[param(pattern = "^[1-9][0-9]{0,8}(ms|s|m|h|d)$")]
     step: Option<String>,
-    /// Bucket width in milliseconds (instead of `step`).
-    bucket_ms: Option<String>,
+    /// Bucket width in milliseconds (at most 999999999 days), instead of
+    /// `step`; at most 100000 buckets from `from` to `to`.
+    #[param(minimum = 1, maximum = 86399999913600000_i64)]
+    bucket_ms: Option<i64>,
 }
 
 /// One raw sample.
@@ -101,13 +127,19 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())
 }
 
-/// Parses an RFC 3339 timestamp to epoch milliseconds.
+/// Parses an RFC 3339 `date-time` (section 5.6) to epoch milliseconds.
 pub fn parse_time(key: &str, s: &str) -> Result<i64, ApiError> {
-    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+    let err = || {
         bad(format!(
             "`{key}` must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z"
         ))
-    })?;
+    };
+    // The parser also takes a space for the `T`, which RFC 3339 allows in
+    // prose only; the grammar, and the document's `date-time`, do not.
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return Err(err());
+    }
+    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| err())?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
         .map_err(|_| bad(format!("`{key}` is out of range")))
 }
@@ -123,11 +155,19 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// Parses `500ms`, `60s`, `5m`, `1h`, `1d` into milliseconds.
+/// Parses `500ms`, `60s`, `5m`, `1h`, `1d` ([`STEP_PATTERN`]) into
+/// milliseconds, at most [`MAX_STEP_MS`].
 pub fn parse_step(s: &str) -> Result<i64, ApiError> {
-    let err = || bad("`step` must be a duration such as 500ms, 60s, 5m, 1h or 1d");
+    let err = || {
+        bad(format!(
+            "`step` must be a duration matching {STEP_PATTERN}, such as 500ms, 60s, 5m, 1h or 1d"
+        ))
+    };
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
     let (num, unit) = s.split_at(split);
+    if !(1..=9).contains(&num.len()) || num.starts_with('0') {
+        return Err(err());
+    }
     let n: i64 = num.parse().map_err(|_| err())?;
     let mult = match unit {
         "ms" => 1,
@@ -137,7 +177,9 @@ pub fn parse_step(s: &str) -> Result<i64, ApiError> {
         "d" => 86_400_000,
         _ => return Err(err()),
     };
-    n.checked_mul(mult).filter(|ms| *ms > 0).ok_or_else(err)
+    n.checked_mul(mult)
+        .filter(|ms| (1..=MAX_STEP_MS).contains(ms))
+        .ok_or_else(err)
 }
 
 fn parse_cursor(s: &str) -> Result<(i64, u64), ApiError> {
@@ -149,11 +191,13 @@ fn parse_cursor(s: &str) -> Result<(i64, u64), ApiError> {
     ))
 }
 
-/// Checks `site/device/point` and returns the site.
+/// Checks `site/device/point` ([`POINT_PATTERN`]) and returns the site.
 fn validate_point(name: &str) -> Result<SiteId, ApiError> {
     let parts: Vec<&str> = name.split('/').collect();
     if parts.len() != 3 || parts.iter().any(|p| validate_name(p).is_err()) {
-        return Err(bad("`point` must be site/device/point"));
+        return Err(bad(format!(
+            "`point` must be site/device/point, matching {POINT_PATTERN}"
+        )));
     }
     Ok(SiteId::from(parts[0]))
 }
@@ -195,43 +239,32 @@ pub async fn get_telemetry(
     auth: Authenticated,
     ApiQuery(p): ApiQuery<TelemetryParams>,
 ) -> Result<Json<TelemetryResponse>, ApiError> {
-    let point = p
-        .point
-        .as_deref()
-        .ok_or_else(|| bad("`point` is required"))?;
+    let point = p.point.as_str();
     let site = validate_point(point)?;
     require(&auth.access, &site, Permission::View)?;
-    let to_ms = parse_time(
-        "to",
-        p.to.as_deref().ok_or_else(|| bad("`to` is required"))?,
-    )?;
+    let to_ms = parse_time("to", &p.to)?;
+    let from_ms = parse_time("from", &p.from)?;
     let cursor = p.cursor.as_deref().map(parse_cursor).transpose()?;
-    let from_ms = match (&p.from, cursor) {
-        (_, Some((ts, _))) => ts,
-        (Some(from), None) => parse_time("from", from)?,
-        (None, None) => return Err(bad("`from` is required")),
-    };
-    if from_ms >= to_ms {
-        return Err(bad("`from` must be before `to`"));
-    }
-    let step_ms = match (&p.step, &p.bucket_ms) {
-        (Some(_), Some(_)) => return Err(bad("give `step` or `bucket_ms`, not both")),
+    // The cursor is where the previous page ended, at or after `from`.
+    let from_ms = cursor.map_or(from_ms, |(ts, _)| ts);
+    let step_ms = match (&p.step, p.bucket_ms) {
+        (Some(_), Some(_)) => return Err(bad(BOTH_WIDTHS)),
         (Some(s), None) => Some(parse_step(s)?),
-        (None, Some(b)) => Some(
-            b.parse::<i64>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| bad("`bucket_ms` must be a positive integer"))?,
-        ),
+        (None, Some(b)) if (1..=MAX_STEP_MS).contains(&b) => Some(b),
+        (None, Some(_)) => {
+            return Err(bad(format!(
+                "`bucket_ms` must be between 1 and {MAX_STEP_MS}"
+            )))
+        }
         (None, None) => None,
     };
-    let limit = match &p.limit {
+    if step_ms.is_some() && (cursor.is_some() || p.limit.is_some()) {
+        return Err(bad(RAW_ONLY));
+    }
+    let limit = match p.limit {
         None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|v| (1..=MAX_LIMIT).contains(v))
-            .ok_or_else(|| bad(format!("`limit` must be between 1 and {MAX_LIMIT}")))?,
+        Some(l) if (1..=MAX_LIMIT).contains(&l) => l,
+        Some(_) => return Err(bad(format!("`limit` must be between 1 and {MAX_LIMIT}"))),
     };
 
     let point_ref = state
@@ -241,12 +274,8 @@ pub async fn get_telemetry(
         .ok_or_else(|| ApiError::NotFound(format!("no point named {point}")))?;
 
     if let Some(step_ms) = step_ms {
-        if cursor.is_some() || p.limit.is_some() {
-            return Err(bad(
-                "`cursor` and `limit` apply to raw samples, not buckets",
-            ));
-        }
-        let span = to_ms.saturating_sub(from_ms);
+        // An empty range (`to` at or before `from`) has no buckets.
+        let span = to_ms.saturating_sub(from_ms).max(0);
         if span / step_ms > MAX_BUCKETS {
             return Err(bad(format!(
                 "more than {MAX_BUCKETS} buckets; use a larger step"
@@ -358,7 +387,9 @@ mod tests {
         while let Some(cursor) = next {
             let (status, json, _) = call(
                 &app,
-                &format!("/api/v1/telemetry?point=solar-1/inv1/p_ac&to=2026-01-01T01:00:00Z&limit=25&cursor={cursor}"),
+                &format!(
+                    "/api/v1/telemetry?point=solar-1/inv1/p_ac&{RANGE}&limit=25&cursor={cursor}"
+                ),
             )
             .await;
             assert_eq!(status, StatusCode::OK, "{json}");
@@ -412,21 +443,101 @@ mod tests {
             format!("{p}&to=2026-01-01T01:00:00Z"),
             format!("{p}&from=2026-01-01T00:00:00Z"),
             format!("{p}&from=yesterday&to=2026-01-01T01:00:00Z"),
-            format!("{p}&from=2026-01-01T02:00:00Z&to=2026-01-01T01:00:00Z"),
+            format!("{p}&from=2026-01-01T00:00:00Z&to=2026-01-01%2001:00:00Z"),
             format!("{p}&{RANGE}&limit=0"),
+            format!("{p}&{RANGE}&limit=10001"),
             format!("{p}&{RANGE}&limit=abc"),
             format!("{p}&{RANGE}&step=fast"),
             format!("{p}&{RANGE}&step=0s"),
+            format!("{p}&{RANGE}&step=05m"),
+            format!("{p}&{RANGE}&step=1000000000ms"),
+            format!("{p}&{RANGE}&step=5M"),
             format!("{p}&{RANGE}&step=1ms"),
             format!("{p}&{RANGE}&step=1m&bucket_ms=5"),
+            format!("{p}&{RANGE}&step=1m&limit=5"),
+            format!("{p}&{RANGE}&bucket_ms=60000&cursor=0.0"),
+            format!("{p}&{RANGE}&bucket_ms=0"),
+            format!("{p}&{RANGE}&bucket_ms={}", MAX_STEP_MS + 1),
+            format!("{p}&{RANGE}&bucket_ms=1.5"),
             format!("{p}&{RANGE}&cursor=zzz"),
             format!("{p}&{RANGE}&frm=1"),
             format!("point=../etc&{RANGE}"),
             format!("point=a/b&{RANGE}"),
+            format!("point=a/b/c/d&{RANGE}"),
+            format!("point=a//c&{RANGE}"),
+            format!("point=a/b/{}&{RANGE}", "c".repeat(65)),
         ] {
             let (status, json, _) = call(&app, &format!("/api/v1/telemetry?{q}")).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {json}");
             assert_error(&json, "bad_request");
+        }
+    }
+
+    /// A range with `to` at or before `from` is empty, not an error.
+    #[tokio::test]
+    async fn empty_ranges_have_no_samples() {
+        let app = seeded().await;
+        let p = "point=solar-1/inv1/p_ac";
+        for range in [
+            "from=2026-01-01T00:05:00Z&to=2026-01-01T00:05:00Z",
+            "from=2026-01-01T01:00:00Z&to=2026-01-01T00:00:00Z",
+        ] {
+            let (status, json, _) = call(&app, &format!("/api/v1/telemetry?{p}&{range}")).await;
+            assert_eq!(status, StatusCode::OK, "{json}");
+            assert_eq!(json["samples"], serde_json::json!([]));
+            assert_eq!(json["next"], Value::Null);
+            let (status, json, _) =
+                call(&app, &format!("/api/v1/telemetry?{p}&{range}&step=1m")).await;
+            assert_eq!(status, StatusCode::OK, "{json}");
+            assert_eq!(json["buckets"], serde_json::json!([]));
+        }
+    }
+
+    /// The widest steps the document allows are served, and one bucket
+    /// holds the whole range.
+    #[tokio::test]
+    async fn widest_steps() {
+        let app = seeded().await;
+        let p = "point=solar-1/inv1/p_ac";
+        for width in [
+            "step=999999999d".to_owned(),
+            format!("bucket_ms={MAX_STEP_MS}"),
+        ] {
+            let (status, json, _) =
+                call(&app, &format!("/api/v1/telemetry?{p}&{RANGE}&{width}")).await;
+            assert_eq!(status, StatusCode::OK, "{width}: {json}");
+            assert_eq!(json["step_ms"], MAX_STEP_MS);
+            let b = json["buckets"].as_array().unwrap();
+            assert_eq!(b.len(), 1, "{json}");
+            assert_eq!(b[0]["count"], 60);
+        }
+    }
+
+    #[tokio::test]
+    async fn every_parameter_is_required_as_documented() {
+        let app = seeded().await;
+        for (q, message) in [
+            (RANGE.to_owned(), "`point` is required"),
+            (
+                "point=solar-1/inv1/p_ac&to=2026-01-01T01:00:00Z".to_owned(),
+                "`from` is required",
+            ),
+            (
+                "point=solar-1/inv1/p_ac&from=2026-01-01T00:00:00Z".to_owned(),
+                "`to` is required",
+            ),
+            (
+                format!("point=solar-1/inv1/p_ac&{RANGE}&step=1m&bucket_ms=5"),
+                BOTH_WIDTHS,
+            ),
+            (
+                format!("point=solar-1/inv1/p_ac&{RANGE}&step=1m&limit=5"),
+                RAW_ONLY,
+            ),
+        ] {
+            let (status, json, _) = call(&app, &format!("/api/v1/telemetry?{q}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {json}");
+            assert_eq!(json["error"]["message"], message, "{q}");
         }
     }
 
@@ -483,12 +594,53 @@ mod tests {
         assert_eq!(parse_step("500ms").unwrap(), 500);
         assert_eq!(parse_step("60s").unwrap(), 60_000);
         assert_eq!(parse_step("1d").unwrap(), 86_400_000);
-        assert!(parse_step("s").is_err());
-        assert!(parse_step("99999999999999999999h").is_err());
+        assert_eq!(parse_step("999999999d").unwrap(), MAX_STEP_MS);
+        for bad in [
+            "s",
+            "0s",
+            "01s",
+            "1",
+            "1 s",
+            "1S",
+            "1w",
+            "-1s",
+            "+1s",
+            "1000000000ms",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_step(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             parse_time("from", "2026-01-01T00:00:00.5+01:00").unwrap(),
             T0 - 3_600_000 + 500
         );
         assert_eq!(format_ms(T0 + 1), "2026-01-01T00:00:00.001Z");
+        // Every shape of the document's `date-time` (RFC 3339 section 5.6).
+        for (text, ms) in [
+            ("2026-01-01T00:00:00Z", T0),
+            ("2026-01-01t00:00:00z", T0),
+            ("2026-01-01T00:00:00.123456Z", T0 + 123),
+            ("2026-01-01T00:00:00.1+00:00", T0 + 100),
+            ("2026-01-01T00:00:00-00:00", T0),
+            ("2026-01-01T23:59:59+23:59", T0 + 86_399_000 - 86_340_000),
+            ("0001-01-01T00:00:00Z", -62_135_596_800_000),
+            (
+                "9999-12-31T23:59:59.999999-23:59",
+                253_402_300_799_999 + 86_340_000,
+            ),
+        ] {
+            assert_eq!(parse_time("from", text).unwrap(), ms, "{text}");
+        }
+        for bad in [
+            "2026-01-01",
+            "2026-01-01T00:00Z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T00:00:00+24:00",
+        ] {
+            assert!(parse_time("from", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -5,10 +5,11 @@
 //! (never a password or hash). Disabling a user or resetting their password
 //! revokes their tokens at once.
 
+use super::auth::check_password;
 use super::page::{self, Cursor};
 use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorBody, FieldError};
 use crate::audit::{self, AuditEntry};
-use crate::auth::{self, now_ms, password, require_fleet, token, Authenticated};
+use crate::auth::{self, now_ms, require_fleet, token, Authenticated};
 use crate::store::{NewUser, SortKey, Tx, UserFilter, UserUpdate, UserWithRoles, UsersPage};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -136,13 +137,27 @@ pub(crate) fn view_json(u: &UserWithRoles) -> Option<serde_json::Value> {
     serde_json::to_value(UserView::from(u)).ok()
 }
 
-/// Most cents an hourly rate may be.
+/// Most cents an hourly rate may be (a million per hour).
 pub const MAX_RATE_CENTS: i64 = 100_000_000;
+/// Most characters a display name may have.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
 
-/// Lower-cases and checks a username: 1..=64 of `a-z 0-9 . _ -`, starting
-/// with a letter or digit.
+// What the document says each field accepts, as JSON Schema patterns. The
+// schema attributes below repeat them as literals (utoipa takes no
+// constants); the tests hold the two, and the checks here, together.
+
+/// `dcmms_shared::validate_name`: a site, device or point name.
+pub const SITE_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
+/// [`normalize_username`] before lower-casing.
+pub const USERNAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+/// [`check_display_name`]: no control character (Unicode `Cc`), and at
+/// least one character that is not white space (Unicode `White_Space`).
+pub const DISPLAY_NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$";
+
+/// Checks and lower-cases a username: 1..=64 of `A-Z a-z 0-9 . _ -`,
+/// starting with a letter or digit ([`USERNAME_PATTERN`]). Nothing is
+/// trimmed: a name with spaces around it is refused, not repaired.
 pub fn normalize_username(name: &str) -> Result<String, String> {
-    let name = name.trim().to_ascii_lowercase();
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -150,18 +165,29 @@ pub fn normalize_username(name: &str) -> Result<String, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
-        Ok(name)
+        Ok(name.to_ascii_lowercase())
     } else {
-        Err("must be 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit".into())
+        Err(
+            "must be 1 to 64 of A-Z, a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+                .into(),
+        )
     }
 }
 
-fn check_display_name(name: &str) -> Result<String, String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        Err("must be 1 to 200 characters without control characters".into())
+/// Checks a display name ([`DISPLAY_NAME_PATTERN`], at most
+/// [`MAX_DISPLAY_NAME_CHARS`]) and returns it without surrounding white
+/// space, as it is stored.
+pub(crate) fn check_display_name(name: &str) -> Result<String, String> {
+    if name.chars().count() > MAX_DISPLAY_NAME_CHARS
+        || name.chars().any(char::is_control)
+        || name.chars().all(char::is_whitespace)
+    {
+        Err(format!(
+            "must be 1 to {MAX_DISPLAY_NAME_CHARS} characters, not all white space, \
+             without control characters"
+        ))
     } else {
-        Ok(name.to_owned())
+        Ok(name.trim().to_owned())
     }
 }
 
@@ -173,6 +199,7 @@ fn check_rate(cents: i64) -> Result<i64, String> {
     }
 }
 
+/// A site name ([`SITE_PATTERN`]), or 400.
 pub(crate) fn parse_site(site: &str) -> Result<SiteId, ApiError> {
     dcmms_shared::validate_name(site)
         .map(|()| SiteId::from(site))
@@ -185,18 +212,34 @@ pub(crate) fn parse_site(site: &str) -> Result<SiteId, ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    /// Lower-cased; 1..=64 of `a-z 0-9 . _ -`.
+    /// 1..=64 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit;
+    /// stored lower-cased.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+    )]
     pub username: String,
-    /// Defaults to the username.
+    /// 1..=200 characters, not all white space, no control characters;
+    /// stored without surrounding white space. Defaults to the username.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub display_name: Option<String>,
-    /// At least 12 characters.
+    /// 12..=256 characters.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: String,
     #[serde(default)]
     pub kind: KindName,
-    /// Fleet administrator (staff only).
+    /// Fleet administrator (staff only: a contractor cannot be one, 409
+    /// `contractor_cannot_be_admin`).
     #[serde(default)]
     pub is_admin: bool,
+    /// Labour cost per hour, in cents.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100000000)]
     pub hourly_rate_cents: i64,
 }
 
@@ -204,11 +247,19 @@ pub struct CreateUser {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
+    /// As in `CreateUser`.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub display_name: Option<String>,
+    #[schema(minimum = 0, maximum = 100000000)]
     pub hourly_rate_cents: Option<i64>,
     /// A disabled user cannot log in; their tokens are revoked.
     pub disabled: Option<bool>,
-    /// Password reset; revokes the user's tokens.
+    /// Password reset (12..=256 characters); revokes the user's tokens.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
 }
 
@@ -238,6 +289,7 @@ pub enum UserSort {
 #[into_params(parameter_in = Query)]
 pub struct UserListParams {
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// The `next` of the previous page (same `sort`).
     cursor: Option<String>,
@@ -247,8 +299,10 @@ pub struct UserListParams {
     kind: Option<KindName>,
     disabled: Option<bool>,
     /// Users holding a role at this site.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     site: Option<String>,
     /// Usernames starting with this.
+    #[param(pattern = "^[^\\x00]*$")]
     username_prefix: Option<String>,
 }
 
@@ -287,6 +341,16 @@ fn entry(
         site,
         before,
         after,
+    }
+}
+
+/// A user id from a path. Ids are made by the hub and hold no NUL (which
+/// PostgreSQL text cannot hold): one with a NUL names no user.
+fn user_id(id: String) -> Result<UserId, ApiError> {
+    if id.contains('\0') {
+        Err(ApiError::not_found("no user with this id"))
+    } else {
+        Ok(UserId(id))
     }
 }
 
@@ -332,7 +396,8 @@ pub async fn list_users(
         kind: p.kind.map(Into::into),
         disabled: p.disabled,
         site: p.site.as_deref().map(parse_site).transpose()?,
-        username_prefix: p.username_prefix.map(|s| s.to_ascii_lowercase()),
+        username_prefix: page::text_filter("username_prefix", p.username_prefix)?
+            .map(|s| s.to_ascii_lowercase()),
     };
     let rows = state
         .store
@@ -365,7 +430,7 @@ pub async fn list_users(
     request_body = CreateUser,
     responses(
         (status = 201, description = "Created", body = UserView),
-        (status = 409, description = "`rule`: `username_taken`", body = ErrorBody),
+        (status = 409, description = "`rule`: `username_taken`, or `contractor_cannot_be_admin` (`is_admin` with `kind` `contractor`)", body = ErrorBody),
         (status = 422, description = "A field is invalid", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -383,19 +448,19 @@ pub async fn create_user(
     let display_name = check_display_name(body.display_name.as_deref().unwrap_or(&body.username))
         .map_err(|m| problems.push(FieldError::new("display_name", m)))
         .ok();
-    if let Err(m) = password::check_policy(&body.password) {
+    if let Err(m) = check_password(&body.password) {
         problems.push(FieldError::new("password", m));
     }
     if let Err(m) = check_rate(body.hourly_rate_cents) {
         problems.push(FieldError::new("hourly_rate_cents", m));
     }
+    ApiError::invalid(problems)?;
     if body.is_admin && body.kind == KindName::Contractor {
-        problems.push(FieldError::new(
-            "is_admin",
+        return Err(ApiError::conflict(
+            "contractor_cannot_be_admin",
             "a contractor cannot be an administrator",
         ));
     }
-    ApiError::invalid(problems)?;
     let (Some(username), Some(display_name)) = (username, display_name) else {
         return Err(ApiError::bad_request("invalid user"));
     };
@@ -454,7 +519,7 @@ pub async fn get_user(
     admin(&auth)?;
     let user = state
         .store
-        .user(&UserId(id.clone()))
+        .user(&user_id(id.clone())?)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no user with id {id}")))?;
     Ok(Json(UserView::from(&user)))
@@ -481,7 +546,7 @@ pub async fn patch_user(
     ApiJson(body): ApiJson<PatchUser>,
 ) -> Result<Json<UserView>, ApiError> {
     admin(&auth)?;
-    let id = UserId(id);
+    let id = user_id(id)?;
     let mut problems = Vec::new();
     let display_name = match &body.display_name {
         None => None,
@@ -492,7 +557,7 @@ pub async fn patch_user(
     if let Some(Err(m)) = body.hourly_rate_cents.map(check_rate) {
         problems.push(FieldError::new("hourly_rate_cents", m));
     }
-    if let Some(Err(m)) = body.password.as_deref().map(password::check_policy) {
+    if let Some(Err(m)) = body.password.as_deref().map(check_password) {
         problems.push(FieldError::new("password", m));
     }
     ApiError::invalid(problems)?;
@@ -566,11 +631,12 @@ pub async fn patch_user(
     put, path = "/api/v1/users/{id}/sites/{site}", tag = "users",
     params(
         ("id" = String, Path, description = "User id"),
-        ("site" = String, Path, description = "Site name"),
+        ("site" = String, Path, description = "Site name", pattern = "^[A-Za-z0-9._-]{1,64}$"),
     ),
     request_body = SetSiteRole,
     responses(
         (status = 200, description = "The grant", body = SiteRoleGrant),
+        (status = 400, description = "Not a valid site name, or the body is not valid JSON", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 422, description = "Unknown role", body = ErrorBody),
     ),
@@ -583,7 +649,8 @@ pub async fn put_site_role(
     ApiJson(body): ApiJson<SetSiteRole>,
 ) -> Result<Json<SiteRoleGrant>, ApiError> {
     admin(&auth)?;
-    let (id, site) = (UserId(id), parse_site(&site)?);
+    let site = parse_site(&site)?;
+    let id = user_id(id)?;
     let role = Role::from(body.role);
     let mut tx = state.store.transaction().await?;
     let before = locked(&mut tx, &id).await?;
@@ -616,10 +683,11 @@ pub async fn put_site_role(
     delete, path = "/api/v1/users/{id}/sites/{site}", tag = "users",
     params(
         ("id" = String, Path, description = "User id"),
-        ("site" = String, Path, description = "Site name"),
+        ("site" = String, Path, description = "Site name", pattern = "^[A-Za-z0-9._-]{1,64}$"),
     ),
     responses(
         (status = 204, description = "Removed"),
+        (status = 400, description = "Not a valid site name", body = ErrorBody),
         (status = 404, description = "No such user or no role at that site", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -630,7 +698,8 @@ pub async fn delete_site_role(
     Path((id, site)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     admin(&auth)?;
-    let (id, site) = (UserId(id), parse_site(&site)?);
+    let site = parse_site(&site)?;
+    let id = user_id(id)?;
     let mut tx = state.store.transaction().await?;
     let before = locked(&mut tx, &id).await?;
     let Some(old) = before.sites.get(&site).copied() else {

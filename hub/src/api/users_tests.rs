@@ -72,6 +72,7 @@ async fn administration(api: TestApi) {
         &root,
         json!({
             "username": "-bad name",
+            "display_name": " \t ",
             "password": "short",
             "kind": "contractor",
             "is_admin": true,
@@ -89,8 +90,16 @@ async fn administration(api: TestApi) {
     fields.sort();
     assert_eq!(
         fields,
-        ["hourly_rate_cents", "is_admin", "password", "username"]
+        ["display_name", "hourly_rate_cents", "password", "username"]
     );
+    // Valid fields, but a contractor administrator: a rule, so 409.
+    let mut body = new_user("con.admin");
+    body["kind"] = json!("contractor");
+    body["is_admin"] = json!(true);
+    let r = create(&api, &root, body).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_error(&r.json, "conflict");
+    assert_eq!(r.json["error"]["rule"], "contractor_cannot_be_admin");
 
     // Read one; unknown id is 404.
     let r = api.get(&format!("/api/v1/users/{bea}"), &root).await;
@@ -100,6 +109,31 @@ async fn administration(api: TestApi) {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(!r.no_route);
     assert_error(&r.json, "not_found");
+    // An id with a NUL (which PostgreSQL text cannot hold) names no user.
+    let nul = "/api/v1/users/a%00b";
+    for (method, uri, body) in [
+        (Method::GET, nul.to_owned(), None),
+        (
+            Method::PATCH,
+            nul.to_owned(),
+            Some(json!({ "disabled": true })),
+        ),
+        (
+            Method::PUT,
+            format!("{nul}/sites/north"),
+            Some(json!({ "role": "viewer" })),
+        ),
+        (Method::DELETE, format!("{nul}/sites/north"), None),
+    ] {
+        let r = api.send(method.clone(), &uri, Some(&root), body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{method} {uri}: {}",
+            r.text
+        );
+        assert_error(&r.json, "not_found");
+    }
 
     // Grant, change, remove a site role; each audited with the site.
     let bea_token = api.login_with("bea.tech", "bea's long password").await;
@@ -351,6 +385,7 @@ async fn listing(api: TestApi) {
         "kind=boss",
         "colour=red",
         "cursor=zz",
+        "username_prefix=a%00",
     ] {
         let r = api.get(&format!("/api/v1/users?{bad}"), &root).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
@@ -416,4 +451,197 @@ async fn only_fleet_administrators_manage_users() {
     let r = api.get(&user, &root).await;
     assert_eq!(r.json["disabled"], false);
     assert_eq!(r.json["sites"], json!([]));
+}
+
+/// What the document says of each user field is what the hub enforces:
+/// values at each documented bound are accepted, one step past refused.
+#[tokio::test]
+async fn field_bounds_match_the_document() {
+    use crate::api::auth::MAX_PASSWORD_CHARS;
+    use crate::api::users::{MAX_DISPLAY_NAME_CHARS, MAX_RATE_CENTS};
+    let api = TestApi::sqlite().await;
+    let root = api.admin().await;
+    let mut n = 0;
+    let mut try_create = |field: &str, value: Value| {
+        n += 1;
+        let mut body = new_user(&format!("user{n}"));
+        body[field] = value;
+        body
+    };
+    let long_name = format!("a{}", "b".repeat(63));
+    for (field, value, accepted) in [
+        ("username", json!(long_name), true),
+        ("username", json!(format!("{long_name}c")), false),
+        ("username", json!("Upper.Case_9-x"), true),
+        ("username", json!("9lives"), true),
+        ("username", json!(""), false),
+        ("username", json!(" padded"), false),
+        ("username", json!("padded "), false),
+        ("username", json!(".dot"), false),
+        ("username", json!("_under"), false),
+        ("username", json!("a b"), false),
+        ("username", json!("ümlaut"), false),
+        (
+            "display_name",
+            json!("x".repeat(MAX_DISPLAY_NAME_CHARS)),
+            true,
+        ),
+        (
+            "display_name",
+            json!("é".repeat(MAX_DISPLAY_NAME_CHARS)),
+            true,
+        ),
+        (
+            "display_name",
+            json!("x".repeat(MAX_DISPLAY_NAME_CHARS + 1)),
+            false,
+        ),
+        ("display_name", json!("  Ada  "), true),
+        ("display_name", json!("\u{3000}Ada"), true),
+        ("display_name", json!(""), false),
+        ("display_name", json!("   "), false),
+        ("display_name", json!("\u{a0}\u{2003}\u{3000}"), false),
+        ("display_name", json!("Ada\nLovelace"), false),
+        ("display_name", json!("Ada\u{7f}"), false),
+        ("display_name", json!("Ada\u{85}"), false),
+        ("display_name", json!(null), true),
+        ("password", json!("x".repeat(12)), true),
+        ("password", json!("x".repeat(11)), false),
+        ("password", json!("😀".repeat(MAX_PASSWORD_CHARS)), true),
+        ("password", json!("x".repeat(MAX_PASSWORD_CHARS + 1)), false),
+        ("hourly_rate_cents", json!(0), true),
+        ("hourly_rate_cents", json!(MAX_RATE_CENTS), true),
+        ("hourly_rate_cents", json!(MAX_RATE_CENTS + 1), false),
+        ("hourly_rate_cents", json!(-1), false),
+        ("hourly_rate_cents", json!(1.5), false),
+        ("hourly_rate_cents", json!(5000.0), true),
+        ("kind", json!(null), false),
+        ("kind", json!(5), false),
+        ("kind", json!(false), false),
+        ("kind", json!([]), false),
+        ("kind", json!("contractor"), true),
+    ] {
+        let body = try_create(field, value.clone());
+        let r = create(&api, &root, body).await;
+        let what = format!(
+            "{field} = {}",
+            value.to_string().chars().take(40).collect::<String>()
+        );
+        if accepted {
+            assert_eq!(r.status, StatusCode::CREATED, "{what}: {}", r.text);
+        } else {
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{what}: {}",
+                r.text
+            );
+            assert_eq!(
+                r.json["error"]["fields"][0]["field"], field,
+                "{what}: {}",
+                r.text
+            );
+        }
+    }
+    // Stored as normalised: lower-cased username, trimmed display name.
+    let r = create(
+        &api,
+        &root,
+        json!({ "username": "Mixed.Case", "display_name": "\u{3000} Ada L. ", "password": "long enough pw" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["username"], "mixed.case");
+    assert_eq!(r.json["display_name"], "Ada L.");
+
+    // The same rules on PATCH.
+    let uri = format!("/api/v1/users/{}", r.json["id"].as_str().unwrap());
+    for (body, accepted) in [
+        (json!({ "display_name": "   " }), false),
+        (json!({ "display_name": "Ada\u{1}" }), false),
+        (
+            json!({ "display_name": "y".repeat(MAX_DISPLAY_NAME_CHARS) }),
+            true,
+        ),
+        (json!({ "hourly_rate_cents": MAX_RATE_CENTS + 1 }), false),
+        (json!({ "hourly_rate_cents": MAX_RATE_CENTS }), true),
+        (json!({ "password": "x".repeat(11) }), false),
+        (
+            json!({ "password": "x".repeat(MAX_PASSWORD_CHARS + 1) }),
+            false,
+        ),
+        (json!({ "password": "ü".repeat(MAX_PASSWORD_CHARS) }), true),
+        (json!({ "disabled": "yes" }), false),
+        // Four nulls would be the four fields in order, to serde.
+        (json!([null, null, null, null]), false),
+    ] {
+        let r = api
+            .send(Method::PATCH, &uri, Some(&root), Some(body.clone()))
+            .await;
+        let expected = if accepted {
+            StatusCode::OK
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        let what: String = body.to_string().chars().take(60).collect();
+        assert_eq!(r.status, expected, "{what}: {}", r.text);
+    }
+    // The longest password works for logging in; a longer one never does.
+    let long = "ü".repeat(MAX_PASSWORD_CHARS);
+    api.login_with("mixed.case", &long).await;
+    let r = api
+        .send(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "username": "mixed.case", "password": format!("{long}ü") })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}
+
+/// A site in a path or a query is a site name, or 400.
+#[tokio::test]
+async fn site_names_in_paths_and_queries() {
+    let api = TestApi::sqlite().await;
+    let root = api.admin().await;
+    let bob = api.add_user("bob", UserKind::Staff, false, &[]).await;
+    let longest = "s".repeat(64);
+    let too_long = "s".repeat(65);
+    for (site, valid) in [
+        ("north", true),
+        ("Site_A-1.b", true),
+        (longest.as_str(), true),
+        (too_long.as_str(), false),
+        ("bad%20site", false),
+        ("%C3%B6st", false),
+        ("a%2Fb", false),
+        ("a:b", false),
+    ] {
+        let status = |ok: StatusCode| if valid { ok } else { StatusCode::BAD_REQUEST };
+        let uri = format!("/api/v1/users/{bob}/sites/{site}");
+        let r = api
+            .send(
+                Method::PUT,
+                &uri,
+                Some(&root),
+                Some(json!({ "role": "viewer" })),
+            )
+            .await;
+        assert_eq!(r.status, status(StatusCode::OK), "PUT {site}: {}", r.text);
+        let r = api.send(Method::DELETE, &uri, Some(&root), None).await;
+        assert_eq!(
+            r.status,
+            status(StatusCode::NO_CONTENT),
+            "DELETE {site}: {}",
+            r.text
+        );
+        let r = api.get(&format!("/api/v1/users?site={site}"), &root).await;
+        assert_eq!(
+            r.status,
+            status(StatusCode::OK),
+            "GET ?site={site}: {}",
+            r.text
+        );
+    }
 }

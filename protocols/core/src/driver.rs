@@ -14,6 +14,7 @@ use dcmms_shared::{PointId, Sample};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::command::CommandSender;
 use crate::stats::DeviceStats;
 
 /// The future a running driver is.
@@ -33,6 +34,12 @@ pub trait Driver: Send + 'static {
 
     /// Counters of this device, shared with the running task.
     fn stats(&self) -> Arc<DeviceStats>;
+
+    /// The sender for writes/commands, if this driver supports them and has
+    /// at least one writable point. Called by the gateway before `run`.
+    fn commands(&self) -> Option<CommandSender> {
+        None
+    }
 
     /// Polls until `cancel` fires (or `sink` is closed), sending one
     /// `Vec<Sample>` per poll cycle that reached out to the device. Device

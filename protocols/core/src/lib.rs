@@ -7,12 +7,17 @@
 //! protocol crates (`protocols/modbus`, ...) do the IO around these pieces.
 
 pub mod backoff;
+pub mod command;
 pub mod driver;
 pub mod scaling;
 pub mod stats;
 pub mod value;
 
 pub use backoff::Backoff;
+pub use command::{
+    command_channel, Command, CommandError, CommandPort, CommandRequest, CommandSender,
+    CommandValue,
+};
 pub use driver::{unix_time_ms, Driver, DriverFuture, PointResolver};
 pub use scaling::Scaling;
 pub use stats::{DeviceStats, DeviceStatsSnapshot};
