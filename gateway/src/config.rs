@@ -5,6 +5,7 @@
 //! validated by a test. Relative paths are relative to the config file's
 //! folder.
 
+use crate::commands::CommandsConfig;
 use crate::ring::{
     FullPolicy, RingConfig, DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES,
 };
@@ -32,6 +33,9 @@ pub struct GatewayConfig {
     pub uplink: UplinkConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    /// Who may send commands to writable points (off by default).
+    #[serde(default)]
+    pub commands: CommandsConfig,
     /// Modbus TCP devices, one `[[modbus]]` table each.
     #[serde(default)]
     pub modbus: Vec<ModbusTcpConfig>,
@@ -270,6 +274,9 @@ impl LoadedConfig {
         if c.uplink.keep_alive_s < 5 {
             return Err(self.invalid("uplink.keep_alive_s", "must be at least 5"));
         }
+        c.commands
+            .validate()
+            .map_err(|(field, msg)| self.invalid(field, msg))?;
         let mut names = HashSet::new();
         for (i, d) in c.modbus.iter().enumerate() {
             if !names.insert(d.name.as_str()) {

@@ -91,6 +91,22 @@ pub async fn run(
             .map(|d| (d.device().to_owned(), d.stats()))
             .collect(),
     );
+    let senders: std::collections::HashMap<_, _> = drivers
+        .iter()
+        .filter_map(|d| d.commands().map(|s| (d.device().to_owned(), s)))
+        .collect();
+    let command_log = crate::commands::CommandLog::open(&state_dir.join("commands.jsonl"))
+        .with_context(|| format!("cannot open the command log in {}", state_dir.display()))?;
+    let commands = Arc::new(crate::commands::CommandCenter::new(
+        &cfg.config.commands,
+        senders,
+        command_log,
+    ));
+    tracing::info!(
+        operators = cfg.config.commands.operators.len(),
+        devices = ?commands.devices(),
+        "commands: devices with writable points"
+    );
     let uplink_health = Arc::new(UplinkHealth::default());
     let state = AppState {
         site: cfg.config.site.clone(),
@@ -100,6 +116,7 @@ pub async fn run(
         devices: devices.clone(),
         metrics,
         started_ms,
+        commands,
     };
 
     let listener = tokio::net::TcpListener::bind(cfg.config.http.listen)

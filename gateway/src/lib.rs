@@ -3,9 +3,11 @@
 //!
 //! Layout: [`config`] (the TOML reference), [`pipeline`] (drivers -> ring
 //! buffer), [`ring`] (the redb ring buffer), [`uplink`] (ring buffer -> hub),
-//! [`http`] (health, status, metrics), [`daemon`] (wiring and ordered
+//! [`http`] (health, status, metrics, commands), [`commands`] (operators
+//! and the command log), [`daemon`] (wiring and ordered
 //! shutdown).
 
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod http;

@@ -28,6 +28,14 @@ struct Cli {
 enum Command {
     /// Print an annotated example configuration.
     GenerateConfig,
+    /// Make a bearer token for an operator allowed to send device commands:
+    /// prints the token once (give it to the operator) and the line for
+    /// `[commands] operators` (which keeps only its SHA-256).
+    OperatorToken {
+        /// Operator name recorded in the command log.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,9 +57,22 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::GenerateConfig) = cli.command {
-        print!("{EXAMPLE_CONFIG}");
-        return Ok(());
+    match cli.command {
+        Some(Command::GenerateConfig) => {
+            print!("{EXAMPLE_CONFIG}");
+            return Ok(());
+        }
+        Some(Command::OperatorToken { name }) => {
+            dcmms_shared::validate_name(&name).context("--name")?;
+            let token = dcmms_gateway::commands::new_token();
+            println!("token (shown once): {token}");
+            println!(
+                "config line:        {{ name = \"{name}\", token_sha256 = \"{}\" }}",
+                dcmms_gateway::commands::token_hash(&token)
+            );
+            return Ok(());
+        }
+        None => {}
     }
     let path = cli.config.context("--config FILE is required")?;
     let cfg = LoadedConfig::load(&path)?;
