@@ -1,8 +1,9 @@
 """Prints the figures of one fuzz run of scripts/api-fuzz.sh.
 
-Reads schemathesis's JSON run report and the hooks' re-login counts,
-prints operations, test cases, failures by check, errors and warnings,
-and writes the same text to summary.txt beside the report.
+Reads schemathesis's JSON run report, its events and the hooks'
+re-login counts, prints operations, test cases, checks run, failures by
+check, errors and warnings, and writes the same text to summary.txt
+beside the report.
 
 Usage: summary.py REPORT_DIR LABEL
 REPORT_DIR holds report.json, events.ndjson, openapi.json (the document
@@ -59,6 +60,23 @@ def statuses(events_path: str) -> dict[tuple[str, str], Counter]:
                 status = (inter.get("response") or {}).get("status_code", "no response")
                 out[(case.get("method", "?"), case.get("path", "?"))][status] += 1
     return out
+
+
+def check_line(events_path: str) -> str:
+    """How many checks ran on the responses, and how many failed."""
+    runs: Counter = Counter()
+    with open(events_path, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith('{"ScenarioFinished"'):
+                continue
+            rec = json.loads(line)["ScenarioFinished"]["recorder"]
+            for results in (rec.get("checks") or {}).values():
+                for c in results:
+                    runs[(c.get("name"), c.get("status"))] += 1
+    total = sum(runs.values())
+    failed = sum(n for (_, status), n in runs.items() if status == "failure")
+    kinds = len({name for name, _ in runs})
+    return f"checks: {total} run ({kinds} kinds of check), {failed} failed"
 
 
 def status_lines(doc_path: str, events_path: str) -> list[str]:
@@ -133,6 +151,8 @@ def main(argv: list[str]) -> int:
     else:
         lines.append("failures by check: none")
     events, doc = os.path.join(folder, "events.ndjson"), os.path.join(folder, "openapi.json")
+    if os.path.exists(events):
+        lines.insert(5, check_line(events))
     if os.path.exists(events) and os.path.exists(doc):
         lines.extend(status_lines(doc, events))
     for e in r["errors"]:

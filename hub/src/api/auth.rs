@@ -49,24 +49,11 @@ pub struct ChangePassword {
     pub new: String,
 }
 
-/// Most characters a password may have. Four bytes at most per character
-/// keep it within the hashing policy's byte bound
-/// ([`password::MAX_PASSWORD_BYTES`]), which bounds one attempt's work.
-pub const MAX_PASSWORD_CHARS: usize = 256;
+pub use crate::auth::password::MAX_PASSWORD_CHARS;
 
-// Every password that fits in characters fits in bytes.
-const _: () = assert!(MAX_PASSWORD_CHARS * 4 <= password::MAX_PASSWORD_BYTES);
-
-/// The password policy of the API: [`password::MIN_PASSWORD_CHARS`] to
-/// [`MAX_PASSWORD_CHARS`] characters. The text is meant for the user.
+/// The password policy of the API: [`password::check_policy`] (12 to
+/// [`MAX_PASSWORD_CHARS`] characters). The text is meant for the user.
 pub(crate) fn check_password(candidate: &str) -> Result<(), String> {
-    let chars = candidate.chars().count();
-    if !(password::MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
-        return Err(format!(
-            "must be {} to {MAX_PASSWORD_CHARS} characters",
-            password::MIN_PASSWORD_CHARS
-        ));
-    }
     password::check_policy(candidate)
 }
 

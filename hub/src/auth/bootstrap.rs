@@ -1,7 +1,7 @@
 //! The first administrator: there is no default password.
 //!
 //! At start, when no administrator account exists, the hub creates `admin`
-//! with the password from `DCMMS_ADMIN_PASSWORD` (at least 12 characters,
+//! with the password from `DCMMS_ADMIN_PASSWORD` (12 to 256 characters,
 //! or the hub refuses to start), or with a random one that the caller shows
 //! once (the binary prints it to stderr in a marked block, never through
 //! the log). Once an administrator exists, nothing here runs again.

@@ -14,8 +14,9 @@ use tokio::sync::Semaphore;
 
 /// Fewest characters a password may have.
 pub const MIN_PASSWORD_CHARS: usize = 12;
-/// Most bytes a password may have (bounds the work of one attempt).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Most characters (Unicode scalar values, not bytes) a password may have;
+/// at most 4 bytes each, so this also bounds the work of one attempt.
+pub const MAX_PASSWORD_CHARS: usize = 256;
 /// Hashes computed at once.
 const CONCURRENT_HASHES: usize = 4;
 
@@ -28,15 +29,19 @@ pub enum PasswordError {
     Task,
 }
 
-/// Why a new password is refused; the text is meant for the user.
+/// Why a new password is refused: it must have [`MIN_PASSWORD_CHARS`] to
+/// [`MAX_PASSWORD_CHARS`] characters, counted as Unicode scalar values
+/// (what the OpenAPI document's `minLength`/`maxLength` count). The text is
+/// meant for the user.
 pub fn check_policy(password: &str) -> Result<(), String> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(format!("must be at least {MIN_PASSWORD_CHARS} characters"));
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        Err(format!("must be at least {MIN_PASSWORD_CHARS} characters"))
+    } else if chars > MAX_PASSWORD_CHARS {
+        Err(format!("must be at most {MAX_PASSWORD_CHARS} characters"))
+    } else {
+        Ok(())
     }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(format!("must be at most {MAX_PASSWORD_BYTES} bytes"));
-    }
-    Ok(())
 }
 
 /// Hashes and verifies passwords; cheap to clone.
@@ -190,12 +195,31 @@ mod tests {
     }
 
     #[test]
-    fn policy() {
-        assert!(check_policy("short").is_err());
-        assert!(check_policy("elevenchars").is_err());
-        assert!(check_policy("twelve chars").is_ok());
-        // Characters, not bytes.
-        assert!(check_policy("ääääääääääää").is_ok());
-        assert!(check_policy(&"x".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+    fn policy_counts_characters_not_bytes() {
+        let (short, long) = (
+            "must be at least 12 characters",
+            "must be at most 256 characters",
+        );
+        assert_eq!(check_policy("short").unwrap_err(), short);
+        assert_eq!(check_policy("elevenchars").unwrap_err(), short);
+        assert_eq!(check_policy("twelve chars"), Ok(()));
+        // 12 characters of 2 bytes, and of 4 bytes (24 and 48 bytes).
+        assert_eq!(check_policy(&"ä".repeat(12)), Ok(()));
+        assert_eq!(check_policy(&"😀".repeat(12)), Ok(()));
+        // 11 characters are too few however many bytes they take.
+        assert_eq!(check_policy(&"😀".repeat(11)).unwrap_err(), short);
+        // The upper bound is 256 characters: 1,024 bytes of emoji pass,
+        // 257 one-byte characters do not.
+        assert_eq!(check_policy(&"x".repeat(MAX_PASSWORD_CHARS)), Ok(()));
+        assert_eq!(check_policy(&"😀".repeat(MAX_PASSWORD_CHARS)), Ok(()));
+        assert_eq!(
+            check_policy(&"x".repeat(MAX_PASSWORD_CHARS + 1)).unwrap_err(),
+            long
+        );
+        assert_eq!(
+            check_policy(&"ü".repeat(MAX_PASSWORD_CHARS + 1)).unwrap_err(),
+            long
+        );
+        assert_eq!(MAX_PASSWORD_CHARS, 256);
     }
 }

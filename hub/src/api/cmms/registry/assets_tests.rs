@@ -226,6 +226,9 @@ async fn asset_crud_scoping_and_audit(api: TestApi) {
         "kind=%20x",
         "point=north/inv-01",
         "point=north/inv%00/p",
+        // Empty: the document's pattern wants three names.
+        "point=",
+        "point=//",
     ] {
         let r = api.get(&format!("/api/v1/assets?{bad}"), &root).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);

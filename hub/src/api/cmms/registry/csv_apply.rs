@@ -13,8 +13,11 @@
 //! are first detached (moved directly under their site, which is always
 //! valid), then every created or updated asset is written in the order of
 //! its level in the final hierarchy. Each intermediate state is then a
-//! valid hierarchy, so the store's per-write check accepts any file whose
-//! final state is valid (moves that swap parent and child included).
+//! valid hierarchy, so the store's checks accept any file whose final
+//! state is valid (moves that swap parent and child included). The new
+//! assets of a level are created together ([`assets::create_many`]: one
+//! check of the hierarchy per level, so a file of n new assets is written
+//! in time linear in n).
 
 use super::csv_import::Job;
 use super::dto::{AssetView, FileKind, PartView, SiteView};
@@ -240,24 +243,29 @@ pub(super) async fn assets(
     let list: Vec<ParentLink> = links.into_values().collect();
     let levels = validate_hierarchy(&list).unwrap_or_default();
     let level = |a: &Asset| levels.get(&a.id).copied().unwrap_or(0);
-    let mut order: Vec<(u8, usize, bool, Asset)> = Vec::new();
-    for (i, a) in merge.created.into_iter().enumerate() {
-        order.push((level(&a), i, true, a));
+    // Per level, parents first: the new assets (written together), then
+    // the changed ones, in file order.
+    let mut by_level: BTreeMap<u8, (Vec<Asset>, Vec<Asset>)> = BTreeMap::new();
+    for a in merge.created {
+        by_level.entry(level(&a)).or_default().0.push(a);
     }
-    let offset = order.len();
-    for (i, a) in merge.updated.into_iter().enumerate() {
-        order.push((level(&a), offset + i, false, a));
+    for a in merge.updated {
+        by_level.entry(level(&a)).or_default().1.push(a);
     }
-    order.sort_by_key(|(lvl, i, _, _)| (*lvl, *i));
 
     let mut tx = job.state.store.transaction().await?;
     lock_sites(&mut tx, touched).await?;
-    verify_assets(&mut tx, &by_id, order.iter().map(|o| o.3.id.clone())).await?;
+    // Collected first: a future holding an iterator of closures over
+    // borrowed assets across an await is not `Send`.
+    let mut written: Vec<AssetId> = Vec::new();
+    let mut moved: Vec<&Asset> = Vec::new();
+    for (created, updated) in by_level.values() {
+        written.extend(created.iter().chain(updated).map(|a| a.id.clone()));
+        moved.extend(updated);
+    }
+    verify_assets(&mut tx, &by_id, written.into_iter()).await?;
     let at = now();
-    for (_, _, create, a) in &order {
-        if *create {
-            continue;
-        }
+    for a in moved {
         let Some(old) = by_id.get(&a.id) else {
             continue;
         };
@@ -271,23 +279,39 @@ pub(super) async fn assets(
                 .map_err(refusal)?;
         }
     }
-    for (_, _, create, a) in order {
-        let site = a.site.clone();
-        let id = a.id.to_string();
-        let (action, before, after) = if create {
-            let created = assets::create(&mut tx, a, at).await.map_err(refusal)?;
-            ("asset.create", None, json_of(&AssetView::from(&created)))
-        } else {
+    for (created, updated) in by_level.into_values() {
+        // One hierarchy check for the whole level, not one per asset.
+        for a in assets::create_many(&mut tx, created, at)
+            .await
+            .map_err(refusal)?
+        {
+            let e = entry(
+                job.auth,
+                "asset.create",
+                "asset",
+                a.id.to_string(),
+                Some(a.site.clone()),
+                None,
+                json_of(&AssetView::from(&a)),
+            );
+            audit::record(&mut tx, &e).await?;
+        }
+        for a in updated {
+            let site = a.site.clone();
+            let id = a.id.to_string();
             let before = by_id.get(&a.id).map(|o| AssetView::from(*o));
             let changed = assets::update(&mut tx, a, at).await.map_err(refusal)?;
-            (
+            let e = entry(
+                job.auth,
                 "asset.update",
+                "asset",
+                id,
+                Some(site),
                 before.as_ref().and_then(json_of),
                 json_of(&AssetView::from(&changed.after)),
-            )
-        };
-        let e = entry(job.auth, action, "asset", id, Some(site), before, after);
-        audit::record(&mut tx, &e).await?;
+            );
+            audit::record(&mut tx, &e).await?;
+        }
     }
     finish(job, tx, rows, applied, touched, started).await
 }

@@ -569,10 +569,10 @@ async fn export_status(
     (r.status, r.text)
 }
 
-/// Files naming more sites than a query may bind, and hundreds of assets
+/// Files naming more sites than a query may bind, and thousands of assets
 /// at one site written for real: no limit of the databases shows through.
-/// (Writing is quadratic in the size of the site: the store checks the
-/// site's whole hierarchy on every asset it creates.)
+/// (New assets are written a level at a time, with one check of the
+/// site's hierarchy per level, so the time grows linearly with the file.)
 async fn large_files(api: TestApi) {
     let root = api.admin().await;
     let mut sites = String::from("id,name,timezone\n");
@@ -595,19 +595,85 @@ async fn large_files(api: TestApi) {
 
     summary(&import(&api, &root, "sites", "", SITES).await, 2, 0, 0, 2);
     let head = ASSETS.lines().next().unwrap();
+    // Strings before their inverters, inverters before their blocks.
     let mut assets = format!("{head}\n");
-    for b in 0..5 {
-        assets.push_str(&format!("blk-{b:02},north,,Block {b},area,,,,,high,\n"));
-        for i in 0..99 {
+    for b in 0..10 {
+        for i in 0..10 {
+            for k in 0..49 {
+                assets.push_str(&format!(
+                    "str-{b}-{i}-{k:02},north,inv-{b}-{i},String {b}.{i}.{k},pv_string,,,,,low,\n"
+                ));
+            }
             assets.push_str(&format!(
-                "inv-{b:02}-{i:02},north,blk-{b:02},Inverter {b}.{i},inverter,SMA,SC 2500,SN{b:02}{i:02},2021-06-30,high,\n"
+                "inv-{b}-{i},north,blk-{b},Inverter {b}.{i},inverter,SMA,SC 2500,SN{b}{i},2021-06-30,high,\n"
             ));
         }
+        assets.push_str(&format!("blk-{b},north,,Block {b},area,,,,,high,\n"));
     }
     let started = std::time::Instant::now();
     let r = import(&api, &root, "assets", "", &assets).await;
-    summary(&r, 500, 0, 0, 500);
-    eprintln!("assets.csv, 500 rows, written: {:?}", started.elapsed());
-    assert_eq!(count(&api, "assets").await, 500);
+    summary(&r, 5010, 0, 0, 5010);
+    eprintln!("assets.csv, 5010 rows, written: {:?}", started.elapsed());
+    assert_eq!(count(&api, "assets").await, 5010);
+    let r = api.get("/api/v1/assets/str-9-9-48", &root).await;
+    assert_eq!(r.json["parent"], "inv-9-9", "{}", r.text);
+    let r = api
+        .get("/api/v1/assets/inv-9-9/children?limit=1000", &root)
+        .await;
+    assert_eq!(r.json["assets"].as_array().map(Vec::len), Some(49));
+    let created = api
+        .audit()
+        .await
+        .iter()
+        .filter(|e| e.action == "asset.create")
+        .count();
+    assert_eq!(created, 5010, "one audit entry per asset");
 }
 on_both!(large_files);
+
+/// An upsert that creates assets under ones it moves, across sites and
+/// levels: each level's moves are written before the next level's new
+/// assets, so every new asset finds its parent where the file puts it.
+async fn new_assets_follow_moves(api: TestApi) {
+    let root = api.admin().await;
+    summary(&import(&api, &root, "sites", "", SITES).await, 2, 0, 0, 2);
+    summary(&import(&api, &root, "assets", "", ASSETS).await, 6, 0, 0, 6);
+    let head = ASSETS.lines().next().unwrap();
+    // s-inv moves from south to under blk-a at north; a new combiner goes
+    // under it and a new string under that; a new block at south takes
+    // a new inverter. Listed children first.
+    let file = format!(
+        "{head}\n\
+         s-str,north,s-cb,String S,pv_string,,,,,low,\n\
+         s-cb,north,s-inv,Combiner S,combiner_box,,,,,medium,\n\
+         s-inv,north,blk-a,Inverter S,inverter,,,,,medium,\n\
+         b-inv,south,b-blk,Inverter B,inverter,,,,,medium,\n\
+         b-blk,south,,Block B,area,,,,,high,\n"
+    );
+    let r = import(&api, &root, "assets", "mode=upsert", &file).await;
+    summary(&r, 4, 1, 0, 5);
+    for (id, site, parent) in [
+        ("s-inv", "north", "blk-a"),
+        ("s-cb", "north", "s-inv"),
+        ("s-str", "north", "s-cb"),
+        ("b-inv", "south", "b-blk"),
+    ] {
+        let r = api.get(&format!("/api/v1/assets/{id}"), &root).await;
+        assert_eq!(
+            (r.json["site"].as_str(), r.json["parent"].as_str()),
+            (Some(site), Some(parent)),
+            "{}",
+            r.text
+        );
+    }
+    // Too deep once written: nothing is.
+    let deeper = format!(
+        "{head}\n\
+         s-leaf,north,s-str,Leaf,area,,,,,low,\n\
+         s-leaf2,north,s-leaf,Leaf 2,area,,,,,low,\n"
+    );
+    let r = import(&api, &root, "assets", "", &deeper).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(count(&api, "assets").await, 10);
+}
+on_both!(new_assets_follow_moves);

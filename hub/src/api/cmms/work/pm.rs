@@ -35,6 +35,13 @@ use utoipa::{IntoParams, ToSchema};
 const MAX_EVERY: u32 = 1000;
 const MAX_LEAD_DAYS: u32 = 3650;
 
+/// How a lead that is not shorter than the interval is refused (a rule
+/// between two fields, which the document states in prose only).
+const LEAD_BELOW_INTERVAL: &str = "must be shorter than the interval";
+/// How a meter point of another site is refused (its message goes on with
+/// the plan's site).
+const POINT_AT_OTHER_SITE: &str = "is not at the plan's site";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PmIntervalUnit {
@@ -83,16 +90,22 @@ pub struct PmCalendarTrigger {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PmMeterRule {
     Every {
+        /// Above 0.
+        #[schema(exclusive_minimum = 0.0)]
         interval: f64,
         #[serde(default)]
         origin: f64,
+        /// At least 0 and below `interval`.
         #[serde(default)]
+        #[schema(minimum = 0.0)]
         lead: f64,
     },
     Threshold {
         value: f64,
         direction: PmDirection,
+        /// At least 0.
         #[serde(default)]
+        #[schema(minimum = 0.0)]
         hysteresis: f64,
     },
 }
@@ -175,10 +188,22 @@ fn trigger_of(t: PmTrigger, site: &str, problems: &mut Vec<FieldError>) -> Optio
                     format!("must be between 1 and {MAX_EVERY}"),
                 ));
             }
+            // The interval's shortest length in days, as the domain counts it.
+            let shortest = u64::from(c.every)
+                * match c.unit {
+                    PmIntervalUnit::Days => 1,
+                    PmIntervalUnit::Weeks => 7,
+                    PmIntervalUnit::Months => 28,
+                };
             if c.lead_days > MAX_LEAD_DAYS {
                 problems.push(FieldError::new(
                     format!("{field}.lead_days"),
                     format!("at most {MAX_LEAD_DAYS}"),
+                ));
+            } else if c.every >= 1 && u64::from(c.lead_days) >= shortest {
+                problems.push(FieldError::new(
+                    format!("{field}.lead_days"),
+                    format!("{LEAD_BELOW_INTERVAL} ({shortest} days at the shortest)"),
                 ));
             }
             let start = parse_date(&c.start)
@@ -200,15 +225,48 @@ fn trigger_of(t: PmTrigger, site: &str, problems: &mut Vec<FieldError>) -> Optio
             }))
         }
         PmTrigger::Meter(m) => {
-            let at_site = m
-                .point
-                .split_once('/')
-                .is_some_and(|(s, rest)| s == site && !rest.is_empty());
-            if !at_site || m.point.chars().count() > 200 || m.point.chars().any(char::is_control) {
+            let shaped = m.point.split_once('/').is_some_and(|(s, rest)| {
+                dcmms_shared::validate_name(s).is_ok() && !rest.is_empty()
+            }) && m.point.chars().count() <= 200
+                && !m.point.chars().any(char::is_control);
+            if !shaped {
                 problems.push(FieldError::new(
                     "trigger.meter.point",
                     format!("must be a telemetry point `{site}/device/point` of the plan's site"),
                 ));
+            } else if m.point.split('/').next() != Some(site) {
+                // The document cannot say this: the point's site is the
+                // body's `site`.
+                problems.push(FieldError::new(
+                    "trigger.meter.point",
+                    format!("{POINT_AT_OTHER_SITE} {site}"),
+                ));
+            }
+            match &m.rule {
+                PmMeterRule::Every { interval, lead, .. } => {
+                    let rule = "trigger.meter.rule.every";
+                    if !(interval.is_finite() && *interval > 0.0) {
+                        problems.push(FieldError::new(
+                            format!("{rule}.interval"),
+                            "must be a number above 0",
+                        ));
+                    } else if !(lead.is_finite() && *lead >= 0.0) {
+                        problems.push(FieldError::new(
+                            format!("{rule}.lead"),
+                            "must be at least 0",
+                        ));
+                    } else if lead >= interval {
+                        problems.push(FieldError::new(format!("{rule}.lead"), LEAD_BELOW_INTERVAL));
+                    }
+                }
+                PmMeterRule::Threshold { hysteresis, .. } => {
+                    if !(hysteresis.is_finite() && *hysteresis >= 0.0) {
+                        problems.push(FieldError::new(
+                            "trigger.meter.rule.threshold.hysteresis",
+                            "must be at least 0",
+                        ));
+                    }
+                }
             }
             Some(Trigger::Meter(MeterTrigger {
                 point: m.point,
@@ -502,6 +560,7 @@ pub struct PmPlanListParams {
     #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     site: Option<String>,
     /// Plans of this asset only.
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$")]
     asset: Option<String>,
     /// Default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -533,6 +592,11 @@ pub async fn list_plans(
     ApiQuery(p): ApiQuery<PmPlanListParams>,
 ) -> Result<Json<PmPlanList>, ApiError> {
     let limit = page::limit(p.limit)?;
+    if p.asset.as_deref().is_some_and(|a| !is_plain_id(a)) {
+        return Err(ApiError::bad_request(
+            "`asset` is 1 to 128 characters without control characters",
+        ));
+    }
     let after = p
         .cursor
         .as_deref()

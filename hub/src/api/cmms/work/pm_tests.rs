@@ -91,7 +91,7 @@ async fn plans(api: TestApi) {
                     json!({ "every": 7, "unit": "days", "anchor": "fixed", "start": "2031-01-01", "lead_days": 7 }),
                 ),
             ),
-            vec!["trigger"],
+            vec!["trigger.calendar.lead_days"],
         ),
         (
             with(
@@ -117,7 +117,24 @@ async fn plans(api: TestApi) {
                 "trigger",
                 json!({ "meter": { "point": "north/inv/hours", "rule": { "every": { "interval": -1.0 } } } }),
             ),
-            vec!["trigger"],
+            vec!["trigger.meter.rule.every.interval"],
+        ),
+        (
+            with(
+                weekly(None),
+                "trigger",
+                json!({ "meter": { "point": "north/inv/hours", "rule": { "every": { "interval": 5.0, "lead": 5.0 } } } }),
+            ),
+            vec!["trigger.meter.rule.every.lead"],
+        ),
+        (
+            with(
+                weekly(None),
+                "trigger",
+                json!({ "meter": { "point": "north/inv/hours",
+                                   "rule": { "threshold": { "value": 5.0, "direction": "rising", "hysteresis": -0.5 } } } }),
+            ),
+            vec!["trigger.meter.rule.threshold.hysteresis"],
         ),
         (
             with(
@@ -131,6 +148,31 @@ async fn plans(api: TestApi) {
     ] {
         let r = f.post("sup", "/api/v1/pm-plans", body.clone()).await;
         assert_fields(&r, &fields);
+    }
+    // A point of another site is told apart from a malformed one (the
+    // first is a rule between fields, the second the document's pattern).
+    for (point, message) in [
+        ("south/wtg/hours", "is not at the plan's site north"),
+        (
+            "no site/hours",
+            "must be a telemetry point `north/device/point` of the plan's site",
+        ),
+        (
+            "north/",
+            "must be a telemetry point `north/device/point` of the plan's site",
+        ),
+    ] {
+        let trigger =
+            json!({ "meter": { "point": point, "rule": { "every": { "interval": 1.0 } } } });
+        let r = f
+            .post(
+                "sup",
+                "/api/v1/pm-plans",
+                with(weekly(None), "trigger", trigger),
+            )
+            .await;
+        assert_fields(&r, &["trigger.meter.point"]);
+        assert_eq!(r.json["error"]["fields"][0]["message"], message, "{point}");
     }
 
     // A generated id; a meter plan.
@@ -175,7 +217,14 @@ async fn plans(api: TestApi) {
     assert_eq!(r.json["pm_plans"], json!([]));
     let r = f.get("sup", "/api/v1/pm-plans?asset=inv-2").await;
     assert_eq!(r.json["pm_plans"], json!([]));
-    for bad in ["limit=0", "cursor=zz", "site=no%20good", "colour=red"] {
+    for bad in [
+        "limit=0",
+        "cursor=zz",
+        "site=no%20good",
+        "colour=red",
+        "asset=",
+        "asset=a%01b",
+    ] {
         let r = f.get("sup", &format!("/api/v1/pm-plans?{bad}")).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
     }
@@ -289,4 +338,119 @@ async fn plans_on_sqlite() {
 #[tokio::test]
 async fn plans_on_postgres() {
     plans(TestApi::postgres().await).await;
+}
+
+/// Numbers at the ends of what JSON carries into an f64, in a plan, its
+/// checklist and a work order, are stored and read back exactly on both
+/// databases (PostgreSQL gives JSONB numbers back in positional notation,
+/// `f64::MAX` as 309 digits), in every listing and in the audit log.
+async fn extreme_numbers(api: TestApi) {
+    let f = Fleet::new(api).await;
+    let (max, tiny) = (f64::MAX, f64::from_bits(1));
+    let limits = json!([{ "key": "volts", "label": "DC voltage",
+                          "kind": { "reading": { "unit": "V", "min": -max, "max": max } } }]);
+    let mut every = with(
+        weekly(Some("extreme-every")),
+        "trigger",
+        json!({ "meter": { "point": "north/inv-1/run_hours",
+                           "rule": { "every": { "interval": max, "origin": -max, "lead": tiny } } } }),
+    );
+    every["checklist"] = limits.clone();
+    let threshold = with(
+        weekly(Some("extreme-threshold")),
+        "trigger",
+        json!({ "meter": { "point": "north/inv-1/temp",
+                           "rule": { "threshold": { "value": -max, "direction": "falling",
+                                                    "hysteresis": max } } } }),
+    );
+    for body in [every.clone(), threshold] {
+        let r = f.post("sup", "/api/v1/pm-plans", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let check_every = |plan: &Value| {
+        let rule = &plan["trigger"]["meter"]["rule"]["every"];
+        assert_eq!(
+            (
+                rule["interval"].as_f64(),
+                rule["origin"].as_f64(),
+                rule["lead"].as_f64()
+            ),
+            (Some(max), Some(-max), Some(tiny)),
+            "{plan}"
+        );
+        let reading = &plan["checklist"][0]["kind"]["reading"];
+        assert_eq!(
+            (reading["min"].as_f64(), reading["max"].as_f64()),
+            (Some(-max), Some(max))
+        );
+    };
+    let r = f.get("sup", "/api/v1/pm-plans/extreme-every").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    check_every(&r.json);
+    let r = f.get("sup", "/api/v1/pm-plans").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    check_every(&r.json["pm_plans"][0]);
+    let rule = &r.json["pm_plans"][1]["trigger"]["meter"]["rule"]["threshold"];
+    assert_eq!(
+        (rule["value"].as_f64(), rule["hysteresis"].as_f64()),
+        (Some(-max), Some(max))
+    );
+
+    // Replaced, and run (no readings yet): still readable.
+    every.as_object_mut().unwrap().remove("id");
+    every["expected_version"] = json!(1);
+    let uri = "/api/v1/pm-plans/extreme-every";
+    let r = f.send("sup", Method::PUT, uri, every).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = f
+        .api
+        .send(
+            Method::POST,
+            &format!("{uri}/generate"),
+            Some(f.token("sup")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    check_every(&f.get("sup", uri).await.json);
+
+    // A work order with the same limits.
+    let wo = f.create("sup", json!({ "checklist": limits })).await;
+    let r = f
+        .get(
+            "sup",
+            &format!("/api/v1/work-orders/{}", wo["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let reading = &r.json["checklist"][0]["kind"]["reading"];
+    assert_eq!(
+        (reading["min"].as_f64(), reading["max"].as_f64()),
+        (Some(-max), Some(max))
+    );
+    assert_eq!(
+        f.get("sup", "/api/v1/work-orders").await.status,
+        StatusCode::OK
+    );
+
+    // The audit log holds the same numbers.
+    let r = f.get("root", "/api/v1/audit?entity_kind=pm_plan").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let first = r.json["entries"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    check_every(&first["after"]);
+}
+
+#[tokio::test]
+async fn extreme_numbers_on_sqlite() {
+    extreme_numbers(TestApi::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn extreme_numbers_on_postgres() {
+    extreme_numbers(TestApi::postgres().await).await;
 }

@@ -113,15 +113,23 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-/// A snake_case enum value of a query parameter.
+/// A snake_case enum value of a query parameter, exactly as the document
+/// lists it (an empty value or one with spaces is refused).
 fn enum_value<T: for<'de> Deserialize<'de>>(key: &str, value: &str) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::String(value.trim().to_owned()))
+    serde_json::from_value(serde_json::Value::String(value.to_owned()))
         .map_err(|_| ApiError::bad_request(format!("`{key}` has no value {value:?}")))
 }
 
-/// Every comma-separated value of a list parameter, empty ones dropped.
+/// Every comma-separated value of a list parameter (`state=open,assigned`
+/// is `state=open&state=assigned`).
 fn values(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|v| !v.is_empty())
+    value.split(',')
+}
+
+/// The site names of a `site` value: names no site can have (an empty one
+/// included) match nothing.
+fn site_values(value: &str) -> impl Iterator<Item = &str> {
+    values(value).filter(|s| dcmms_shared::validate_name(s).is_ok())
 }
 
 fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
@@ -136,8 +144,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError>
         match key.as_str() {
             "site" => {
                 let sites = q.sites.get_or_insert_with(BTreeSet::new);
-                // A name no site can have matches nothing.
-                for s in values(&value).filter(|s| dcmms_shared::validate_name(s).is_ok()) {
+                for s in site_values(&value) {
                     sites.insert(SiteId::from(s));
                 }
             }
@@ -489,7 +496,7 @@ mod tests {
             ("site", "north,south"),
             ("site", "east"),
             ("state", "open"),
-            ("state", "in_progress, on_hold"),
+            ("state", "in_progress,on_hold"),
             ("type", "preventive"),
             ("priority", "p1,p2"),
             ("due_from", "2025-03-01"),
@@ -511,6 +518,10 @@ mod tests {
         assert_eq!(q.sites, Some(BTreeSet::new()), "matches nothing");
         for bad in [
             &[("state", "done")][..],
+            // Values exactly as the document lists them.
+            &[("state", "open, on_hold")],
+            &[("state", "")],
+            &[("priority", "p1,")],
             &[("asset", "a"), ("asset", "b")],
             &[("due_to", "03/01/2025")],
             &[("colour", "red")],

@@ -117,6 +117,25 @@ async fn life(api: TestApi) {
         StatusCode::BAD_REQUEST,
         "a cursor belongs to its sort"
     );
+    // Worded as every listing words it (clients and the API fuzzer key on
+    // the parameter named first), whether it is of another sort, another
+    // listing, or no cursor at all.
+    let users = f.get("root", "/api/v1/users?limit=1").await;
+    let foreign = users.json["next"].as_str().unwrap().to_owned();
+    for cursor in [next.as_str(), foreign.as_str(), "zz", "00"] {
+        let r = f
+            .get(
+                "sup",
+                &format!("/api/v1/work-orders?sort=due&cursor={cursor}"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{cursor}: {}", r.text);
+        assert_eq!(
+            r.json["error"]["message"],
+            "`cursor` is not a value returned as `next` by this listing and sort",
+            "{cursor}"
+        );
+    }
     // The summary.
     let r = f.get("sup", "/api/v1/work-orders?asset=inv-1").await;
     let s = &r.json["work_orders"][0];
@@ -438,6 +457,11 @@ async fn validation(api: TestApi) {
         "state=done",
         "type=repair",
         "priority=urgent",
+        // Enum values as the document lists them: none empty, none padded.
+        "state=",
+        "state=open,",
+        "type=%20preventive",
+        "priority=p1,,p2",
         "sort=title",
         "order=up",
         "due_from=yesterday",

@@ -11,6 +11,7 @@ use dcmms_shared::cmms::{
 use time::macros::datetime;
 use time::OffsetDateTime;
 
+mod bulk_assets;
 mod costs;
 mod list;
 mod pm;

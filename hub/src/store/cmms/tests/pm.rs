@@ -290,3 +290,66 @@ async fn floating_and_meter_plans(store: Store) {
 }
 
 on_both!(floating_and_meter_plans);
+
+/// The ends of f64 in a plan and in its state (a meter reading fed from
+/// telemetry) are read back exactly: PostgreSQL gives JSONB numbers back in
+/// positional notation, `f64::MAX` as 309 digits.
+async fn extreme_numbers_read_back(store: Store) {
+    setup(&store, &["s1"], &[("a1", "s1")]).await;
+    let rule = MeterRule::Threshold {
+        value: f64::MAX,
+        direction: dcmms_shared::cmms::pm::Direction::Rising,
+        hysteresis: f64::MAX,
+    };
+    let meter = |id: &str, rule: MeterRule| {
+        plan(
+            id,
+            Trigger::Meter(MeterTrigger {
+                point: "s1/dev/hours".into(),
+                rule,
+            }),
+        )
+    };
+    let tiny = f64::from_bits(1);
+    create(&store, meter("top", rule)).await;
+    let every = MeterRule::Every {
+        interval: f64::MAX,
+        origin: -f64::MAX,
+        lead: tiny,
+    };
+    create(&store, meter("every", every)).await;
+    let readings = [
+        MeterReading {
+            ts_ms: 1,
+            value: -f64::MAX,
+        },
+        MeterReading {
+            ts_ms: 2,
+            value: f64::MAX,
+        },
+    ];
+    let g = generate(&store, "top", date!(2025 - 03 - 04), &readings).await;
+    assert_eq!(indexes(&g), [1], "the top of the range is reached");
+    let stored = g.plan.after;
+    assert_eq!(stored.state.last_reading.map(|r| r.value), Some(f64::MAX));
+    assert_eq!(pm::get(&store, &"top".into()).await.unwrap(), stored);
+    // Run without readings: nothing is due, the definition stays readable.
+    generate(&store, "every", date!(2025 - 03 - 04), &[]).await;
+    let listed = pm::list(&store, &SiteScope::All).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1], stored);
+    match &listed[0].plan.trigger {
+        Trigger::Meter(MeterTrigger {
+            rule:
+                MeterRule::Every {
+                    interval,
+                    origin,
+                    lead,
+                },
+            ..
+        }) => assert_eq!((*interval, *origin, *lead), (f64::MAX, -f64::MAX, tiny)),
+        other => panic!("{other:?}"),
+    }
+}
+
+on_both!(extreme_numbers_read_back);
