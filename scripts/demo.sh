@@ -73,9 +73,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+rm -f "$DEMO/hub.ready" "$DEMO/gateway.ready"
 "$BIN/dcmms-sim" --listen "127.0.0.1:$SIM_PORT" --inverters 2 --start-hour 10 > "$DEMO/sim.log" 2>&1 & pids+=($!)
 "$BIN/dcmms-hub" --config "$DEMO/hub.toml" --ready-file "$DEMO/hub.ready" > "$DEMO/hub.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do [ -f "$DEMO/hub.ready" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -f "$DEMO/hub.ready" ] && break; sleep 0.1; done
 [ -f "$DEMO/hub.ready" ] || { echo "hub did not start; see $DEMO/hub.log"; tail "$DEMO/hub.log"; exit 1; }
 "$BIN/dcmms-gateway" --config "$DEMO/gateway.toml" --ready-file "$DEMO/gateway.ready" > "$DEMO/gateway.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do [ -f "$DEMO/gateway.ready" ] && break; sleep 0.1; done
@@ -86,6 +87,20 @@ if command -v curl > /dev/null; then
   TOKEN=$(curl -fsS -H 'Content-Type: application/json' \
     -d "{\"username\":\"admin\",\"password\":\"$DCMMS_ADMIN_PASSWORD\"}" \
     "http://127.0.0.1:$API_PORT/api/v1/auth/login" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p' || true)
+fi
+
+# The demo site's maintenance registers (hil/onboarding/): upsert, so a
+# second run changes nothing; then one corrective work order per run.
+if [ -n "$TOKEN" ]; then
+  for kind in sites assets points parts; do
+    out=$(curl -sS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: text/csv' \
+      --data-binary "@hil/onboarding/$kind.csv" \
+      "http://127.0.0.1:$API_PORT/api/v1/import/$kind?mode=upsert" || true)
+    echo "import $kind: $out"
+  done
+  curl -sS -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"site":"demo-site","asset":"inv-01","work_type":"corrective","priority":"p2","title":"Inverter 1: fan noise, check cooling"}' \
+    "http://127.0.0.1:$API_PORT/api/v1/work-orders" || true
 fi
 
 FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
@@ -99,6 +114,8 @@ dCMMS Edge demo site is running (logs in $DEMO/*.log):
   downsampled   http://127.0.0.1:$API_PORT/api/v1/telemetry?point=demo-site/inv-01/ac_power&from=$FROM&to=$TO&step=60s
   hub metrics   http://127.0.0.1:$API_PORT/metrics   (no login needed)
   API document  http://127.0.0.1:$API_PORT/api/v1/openapi.json
+  work orders   http://127.0.0.1:$API_PORT/api/v1/work-orders?site=demo-site
+  assets        http://127.0.0.1:$API_PORT/api/v1/assets?site=demo-site
   gateway       http://127.0.0.1:$GW_PORT/api/v1/status   (and /metrics)
 
 The hub API needs a bearer token. Administrator: user admin, password in
