@@ -1,4 +1,5 @@
-//! The `[[modbus]]` device configuration and its validation.
+//! The `[[modbus]]` device configuration, the config errors of the crate,
+//! and the loading of a device's points (inline and CSV).
 //!
 //! The doc comments of [`ModbusTcpConfig`] and [`PointConfig`] are the user's
 //! reference for the gateway config file. Validation turns a config into
@@ -6,14 +7,12 @@
 //! field at fault; it never touches the network.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use dcmms_protocols_core::{ByteOrder, DataType, ParseEnumError, Scaling, WordOrder};
 use dcmms_shared::{validate_name, NameError};
 use serde::{Deserialize, Serialize};
 
+pub use crate::point::{ModbusPoint, PointConfig, Table};
 use crate::points_csv::{load_points_csv, PointsCsvError};
 
 /// One Modbus TCP device (a `[[modbus]]` table in the gateway config).
@@ -28,6 +27,7 @@ use crate::points_csv::{load_points_csv, PointsCsvError};
 /// points = [
 ///   { name = "ac_power", table = "input", address = 2, data_type = "u32" },
 ///   { name = "grid_voltage", table = "input", address = 4, scale = 0.1 },
+///   { name = "export_limit", table = "holding", address = 40, scale = 0.1, writable = true },
 /// ]
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -66,46 +66,12 @@ pub struct ModbusTcpConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub points: Vec<PointConfig>,
     /// CSV point list, relative to the config file's folder. Header:
-    /// `name,table,address,data_type,word_order,byte_order,scale,offset`;
-    /// only `name`, `table` and `address` are required, empty cells take the
-    /// defaults of [`PointConfig`]. Lines starting with `#` are comments.
+    /// `name,table,address,data_type,word_order,byte_order,scale,offset`,
+    /// optionally `writable`; only `name`, `table` and `address` are
+    /// required, empty cells take the defaults of [`PointConfig`]. Lines
+    /// starting with `#` are comments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points_csv: Option<PathBuf>,
-}
-
-/// One value read from a device.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PointConfig {
-    /// Point name, unique within the device, 1-64 characters from
-    /// `[A-Za-z0-9_.-]`.
-    pub name: String,
-    /// `holding` (function 3), `input` (function 4), `coil` (function 1) or
-    /// `discrete` (function 2).
-    pub table: Table,
-    /// 0-based protocol address of the first register or bit (register
-    /// "40001" in 1-based vendor notation is holding address 0).
-    pub address: u16,
-    /// `bool`, `u16`, `i16`, `u32`, `i32`, `u64`, `i64`, `f32` or `f64`.
-    /// Default `u16` for registers and `bool` for coils and discrete inputs,
-    /// which can only be `bool`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_type: Option<DataType>,
-    /// Order of the registers of a 32/64-bit value: `big_endian` (high word
-    /// first, default) or `little_endian`.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub word_order: WordOrder,
-    /// Order of the bytes inside each register: `big_endian` (default) or
-    /// `little_endian` (swapped).
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub byte_order: ByteOrder,
-    /// Multiplier from raw value to engineering units, e.g. 0.1 for a value
-    /// in tenths. Default 1.
-    #[serde(default = "default_scale", skip_serializing_if = "is_one")]
-    pub scale: f64,
-    /// Added after scaling: `value = raw * scale + offset`. Default 0.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub offset: f64,
 }
 
 fn default_unit_id() -> u8 {
@@ -125,119 +91,6 @@ fn default_backoff_min_ms() -> u64 {
 }
 fn default_backoff_max_ms() -> u64 {
     30_000
-}
-fn default_scale() -> f64 {
-    1.0
-}
-fn is_default<T: Default + PartialEq>(v: &T) -> bool {
-    *v == T::default()
-}
-fn is_one(v: &f64) -> bool {
-    *v == 1.0
-}
-fn is_zero(v: &f64) -> bool {
-    *v == 0.0
-}
-
-/// The four Modbus data tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "&'static str")]
-pub enum Table {
-    /// Holding registers, read with function 3.
-    Holding,
-    /// Input registers, read with function 4.
-    Input,
-    /// Coils, read with function 1.
-    Coil,
-    /// Discrete inputs, read with function 2.
-    Discrete,
-}
-
-impl Table {
-    pub const ALL: [Table; 4] = [Table::Holding, Table::Input, Table::Coil, Table::Discrete];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Table::Holding => "holding",
-            Table::Input => "input",
-            Table::Coil => "coil",
-            Table::Discrete => "discrete",
-        }
-    }
-
-    /// Coils and discrete inputs hold bits; the others 16-bit registers.
-    pub fn is_bits(self) -> bool {
-        matches!(self, Table::Coil | Table::Discrete)
-    }
-
-    /// Most registers (or bits) one read request may ask for.
-    pub fn max_read(self) -> u16 {
-        if self.is_bits() {
-            2000
-        } else {
-            125
-        }
-    }
-}
-
-impl FromStr for Table {
-    type Err = ParseEnumError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "holding" | "holding_register" | "holding_registers" | "hr" => Ok(Table::Holding),
-            "input" | "input_register" | "input_registers" | "ir" => Ok(Table::Input),
-            "coil" | "coils" => Ok(Table::Coil),
-            "discrete" | "discrete_input" | "discrete_inputs" | "di" => Ok(Table::Discrete),
-            _ => Err(ParseEnumError {
-                what: "table",
-                given: s.to_owned(),
-                expected: "holding, input, coil, discrete",
-            }),
-        }
-    }
-}
-
-impl TryFrom<String> for Table {
-    type Error = ParseEnumError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Table> for &'static str {
-    fn from(t: Table) -> &'static str {
-        t.as_str()
-    }
-}
-
-impl fmt::Display for Table {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A validated point, ready to be planned and decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModbusPoint {
-    pub name: String,
-    pub table: Table,
-    pub address: u16,
-    pub data_type: DataType,
-    pub word_order: WordOrder,
-    pub byte_order: ByteOrder,
-    pub scaling: Scaling,
-}
-
-impl ModbusPoint {
-    /// Registers (or bits) the point occupies.
-    pub fn width(&self) -> u16 {
-        if self.table.is_bits() {
-            1
-        } else {
-            self.data_type.register_count() as u16
-        }
-    }
 }
 
 /// Why a Modbus device config was refused.
@@ -271,6 +124,23 @@ pub enum ModbusConfigError {
     PointsCsv {
         device: String,
         source: PointsCsvError,
+    },
+    #[error("modbus RTU bus {bus:?}: invalid name: {source}")]
+    BusName { bus: String, source: NameError },
+    #[error("modbus RTU bus {bus:?}: field `{field}`: {message}")]
+    BusField {
+        bus: String,
+        field: &'static str,
+        message: String,
+    },
+    #[error("modbus RTU bus {bus:?}: device name {device:?} is used more than once")]
+    DuplicateDevice { bus: String, device: String },
+    #[error("modbus RTU bus {bus:?}: unit id {unit_id} is used by both {first:?} and {second:?}")]
+    DuplicateUnit {
+        bus: String,
+        unit_id: u8,
+        first: String,
+        second: String,
     },
 }
 
@@ -324,33 +194,54 @@ impl ModbusTcpConfig {
             ));
         }
 
-        let mut configs = Vec::new();
-        if let Some(rel) = &self.points_csv {
-            let path = config_dir.join(rel);
-            configs = load_points_csv(&path).map_err(|source| ModbusConfigError::PointsCsv {
-                device: self.name.clone(),
-                source,
-            })?;
-        }
-        configs.extend(self.points.iter().cloned());
-        if configs.is_empty() {
-            return Err(self.device_err("points", "no points: set `points` or `points_csv`"));
-        }
-
-        let mut seen = HashSet::new();
-        let mut points = Vec::with_capacity(configs.len());
-        for pc in &configs {
-            let p = pc.validate(&self.name)?;
-            if !seen.insert(p.name.clone()) {
-                return Err(ModbusConfigError::DuplicatePoint {
-                    device: self.name.clone(),
-                    point: p.name,
-                });
-            }
-            points.push(p);
-        }
-        Ok(points)
+        load_points(
+            &self.name,
+            &self.points,
+            self.points_csv.as_deref(),
+            config_dir,
+        )
     }
+}
+
+/// Validates a device's points: the CSV rows first (`points_csv`, relative
+/// to `config_dir`), then the inline ones. Names must be unique and there
+/// must be at least one point.
+pub(crate) fn load_points(
+    device: &str,
+    inline: &[PointConfig],
+    points_csv: Option<&Path>,
+    config_dir: &Path,
+) -> Result<Vec<ModbusPoint>, ModbusConfigError> {
+    let mut configs = Vec::new();
+    if let Some(rel) = points_csv {
+        let path = config_dir.join(rel);
+        configs = load_points_csv(&path).map_err(|source| ModbusConfigError::PointsCsv {
+            device: device.to_owned(),
+            source,
+        })?;
+    }
+    configs.extend(inline.iter().cloned());
+    if configs.is_empty() {
+        return Err(ModbusConfigError::DeviceField {
+            device: device.to_owned(),
+            field: "points",
+            message: "no points: set `points` or `points_csv`".into(),
+        });
+    }
+
+    let mut seen = HashSet::new();
+    let mut points = Vec::with_capacity(configs.len());
+    for pc in &configs {
+        let p = pc.validate(device)?;
+        if !seen.insert(p.name.clone()) {
+            return Err(ModbusConfigError::DuplicatePoint {
+                device: device.to_owned(),
+                point: p.name,
+            });
+        }
+        points.push(p);
+    }
+    Ok(points)
 }
 
 /// `host:port` with a non-empty host and a port in 1..=65535.
@@ -370,103 +261,10 @@ fn check_address(address: &str) -> Result<(), String> {
     }
 }
 
-impl PointConfig {
-    /// A `u16` point with default orders and scaling.
-    pub fn new(name: impl Into<String>, table: Table, address: u16) -> Self {
-        PointConfig {
-            name: name.into(),
-            table,
-            address,
-            data_type: None,
-            word_order: WordOrder::default(),
-            byte_order: ByteOrder::default(),
-            scale: 1.0,
-            offset: 0.0,
-        }
-    }
-
-    pub fn with_type(mut self, data_type: DataType) -> Self {
-        self.data_type = Some(data_type);
-        self
-    }
-
-    pub fn with_scale(mut self, scale: f64, offset: f64) -> Self {
-        self.scale = scale;
-        self.offset = offset;
-        self
-    }
-
-    pub fn validate(&self, device: &str) -> Result<ModbusPoint, ModbusConfigError> {
-        let field_err = |field: &'static str, message: String| ModbusConfigError::PointField {
-            device: device.to_owned(),
-            point: self.name.clone(),
-            field,
-            message,
-        };
-        validate_name(&self.name).map_err(|source| ModbusConfigError::PointName {
-            device: device.to_owned(),
-            point: self.name.clone(),
-            source,
-        })?;
-        let data_type = match (self.table.is_bits(), self.data_type) {
-            (true, None | Some(DataType::Bool)) => DataType::Bool,
-            (true, Some(t)) => {
-                return Err(field_err(
-                    "data_type",
-                    format!("{t} on a {} table; coils and discrete inputs are bool", self.table),
-                ))
-            }
-            (false, None) => DataType::U16,
-            (false, Some(DataType::Bool)) => {
-                return Err(field_err(
-                    "data_type",
-                    format!("bool on the {} register table; use a coil or discrete input, or an integer type", self.table),
-                ))
-            }
-            (false, Some(t)) => t,
-        };
-        let width = if self.table.is_bits() {
-            1
-        } else {
-            data_type.register_count() as u32
-        };
-        let last = u32::from(self.address) + width - 1;
-        if last > u32::from(u16::MAX) {
-            return Err(field_err(
-                "address",
-                format!(
-                    "{} {data_type} at {} would end at {last}, past the last address 65535",
-                    self.table, self.address
-                ),
-            ));
-        }
-        if !self.scale.is_finite() || self.scale == 0.0 {
-            return Err(field_err(
-                "scale",
-                format!("{} must be a finite, non-zero number", self.scale),
-            ));
-        }
-        if !self.offset.is_finite() {
-            return Err(field_err(
-                "offset",
-                format!("{} must be a finite number", self.offset),
-            ));
-        }
-        Ok(ModbusPoint {
-            name: self.name.clone(),
-            table: self.table,
-            address: self.address,
-            data_type,
-            word_order: self.word_order,
-            byte_order: self.byte_order,
-            scaling: Scaling::new(self.scale, self.offset),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dcmms_protocols_core::{DataType, WordOrder};
 
     fn dev(points: Vec<PointConfig>) -> ModbusTcpConfig {
         let mut c = ModbusTcpConfig::new("inv-01", "127.0.0.1:502");
@@ -616,15 +414,5 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown table"), "{e}");
-    }
-
-    #[test]
-    fn tables() {
-        for t in Table::ALL {
-            assert_eq!(t.as_str().parse::<Table>(), Ok(t));
-        }
-        assert_eq!(Table::Holding.max_read(), 125);
-        assert_eq!(Table::Coil.max_read(), 2000);
-        assert_eq!("Holding_Registers".parse::<Table>(), Ok(Table::Holding));
     }
 }

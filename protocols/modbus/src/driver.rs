@@ -5,25 +5,31 @@
 //! time. A device exception spoils only its read and keeps the connection;
 //! a timeout, socket error or malformed frame drops the connection, marks
 //! the points Bad, and reconnects after a jittered backoff. While backing
-//! off, cycles are skipped and send nothing. The loop ends only on
-//! cancellation or when the sample channel is closed.
+//! off, cycles are skipped and send nothing. Writes to `writable` points
+//! arrive on the command port and are sent between cycles, on the same
+//! connection. The loop ends only on cancellation or when the sample
+//! channel is closed.
 
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use dcmms_protocols_core::{unix_time_ms, Backoff, DeviceStats, Driver, DriverFuture};
+use dcmms_protocols_core::{
+    command_channel, unix_time_ms, Backoff, CommandError, CommandPort, CommandRequest,
+    CommandSender, DeviceStats, Driver, DriverFuture,
+};
 use dcmms_shared::{PointId, Sample};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, MissedTickBehavior};
 use tokio_modbus::client::{Client as _, Context};
-use tokio_modbus::{ExceptionCode, Request, Response, Slave};
+use tokio_modbus::Slave;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{ModbusPoint, Table};
-use crate::decode::{bad_read, decode_read, ReadData};
+use crate::config::ModbusPoint;
+use crate::decode::bad_read;
+use crate::exchange::{self, DevicePlan, Failure, Tally};
 use crate::frame_guard::GuardedStream;
 use crate::plan::PlannedRead;
 
@@ -40,79 +46,7 @@ pub struct ModbusTcpDriver {
     ids: Vec<PointId>,
     reads: Vec<PlannedRead>,
     stats: Arc<DeviceStats>,
-}
-
-/// What went wrong with one request or connection attempt.
-#[derive(Debug)]
-enum Failure {
-    Timeout,
-    Transport(io::Error),
-    /// A frame that is not a valid answer to the request. `drop_connection`
-    /// when the byte stream can no longer be trusted.
-    Decode {
-        message: String,
-        drop_connection: bool,
-    },
-    Exception(ExceptionCode),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Timeout => f.write_str("timed out"),
-            Failure::Transport(e) => write!(f, "transport error: {e}"),
-            Failure::Decode { message, .. } => write!(f, "malformed response: {message}"),
-            Failure::Exception(code) => write!(f, "device exception: {code}"),
-        }
-    }
-}
-
-impl Failure {
-    fn drops_connection(&self) -> bool {
-        match self {
-            Failure::Timeout | Failure::Transport(_) => true,
-            Failure::Decode {
-                drop_connection, ..
-            } => *drop_connection,
-            Failure::Exception(_) => false,
-        }
-    }
-
-    fn count(&self, stats: &DeviceStats) {
-        let counter = match self {
-            Failure::Timeout => &stats.timeouts,
-            Failure::Transport(_) => &stats.transport_errors,
-            Failure::Decode { .. } => &stats.decode_errors,
-            Failure::Exception(_) => &stats.exceptions,
-        };
-        DeviceStats::bump(counter);
-    }
-}
-
-impl From<tokio_modbus::Error> for Failure {
-    fn from(e: tokio_modbus::Error) -> Self {
-        match e {
-            tokio_modbus::Error::Protocol(p) => Failure::Decode {
-                message: p.to_string(),
-                drop_connection: true,
-            },
-            // tokio-modbus reports frames it cannot parse as these kinds.
-            tokio_modbus::Error::Transport(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::InvalidData
-                        | io::ErrorKind::InvalidInput
-                        | io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                Failure::Decode {
-                    message: e.to_string(),
-                    drop_connection: true,
-                }
-            }
-            tokio_modbus::Error::Transport(e) => Failure::Transport(e),
-        }
-    }
+    commands: Option<(CommandSender, CommandPort)>,
 }
 
 impl ModbusTcpDriver {
@@ -139,7 +73,16 @@ impl ModbusTcpDriver {
             ids,
             reads,
             stats: Arc::new(DeviceStats::new()),
+            commands: None,
         }
+        .with_commands_if_writable()
+    }
+
+    fn with_commands_if_writable(mut self) -> Self {
+        if self.points.iter().any(|p| p.writable) {
+            self.commands = Some(command_channel());
+        }
+        self
     }
 
     /// The planned reads, one request each per poll cycle.
@@ -177,43 +120,6 @@ impl ModbusTcpDriver {
             )),
         }
     }
-
-    async fn execute(&self, ctx: &mut Context, read: &PlannedRead) -> Result<ReadData, Failure> {
-        let request = match read.table {
-            Table::Holding => Request::ReadHoldingRegisters(read.address, read.count),
-            Table::Input => Request::ReadInputRegisters(read.address, read.count),
-            Table::Coil => Request::ReadCoils(read.address, read.count),
-            Table::Discrete => Request::ReadDiscreteInputs(read.address, read.count),
-        };
-        // `Client::call` rather than the `Reader` helpers: those
-        // debug-assert on the response length, which a broken server controls.
-        let started = Instant::now();
-        let response = match timeout(self.timeout, ctx.call(request)).await {
-            Err(_) => return Err(Failure::Timeout),
-            Ok(Err(e)) => return Err(e.into()),
-            Ok(Ok(Err(code))) => return Err(Failure::Exception(code)),
-            Ok(Ok(Ok(response))) => response,
-        };
-        let rtt = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let data = match (read.table, response) {
-            (Table::Holding, Response::ReadHoldingRegisters(w))
-            | (Table::Input, Response::ReadInputRegisters(w)) => ReadData::Registers(w),
-            (Table::Coil, Response::ReadCoils(b))
-            | (Table::Discrete, Response::ReadDiscreteInputs(b)) => ReadData::Bits(b),
-            (_, other) => {
-                return Err(Failure::Decode {
-                    message: format!(
-                        "response {:?} to a {} read",
-                        other.function_code(),
-                        read.table
-                    ),
-                    drop_connection: true,
-                })
-            }
-        };
-        self.stats.record_rtt_us(rtt);
-        Ok(data)
-    }
 }
 
 /// Mutable state of a running device loop.
@@ -244,7 +150,7 @@ impl ModbusTcpDriver {
                     s.conn = Some(ctx);
                 }
                 Err(failure) => {
-                    failure.count(&self.stats);
+                    failure.count(Tally::device(&self.stats));
                     for read in &self.reads {
                         bad_read(read, &self.ids, ts_ms, &mut samples);
                     }
@@ -254,54 +160,28 @@ impl ModbusTcpDriver {
             }
         }
 
-        let mut first_failure: Option<Failure> = None;
-        let mut lost = false;
-        let mut answered = false;
-        for read in &self.reads {
-            let Some(ctx) = s.conn.as_mut().filter(|_| !lost) else {
-                bad_read(read, &self.ids, ts_ms, &mut samples);
-                continue;
-            };
-            let result = self.execute(ctx, read).await;
-            answered |= matches!(result, Ok(_) | Err(Failure::Exception(_)));
-            let failure = match result {
-                Ok(data) => {
-                    match decode_read(read, &self.points, &self.ids, &data, ts_ms, &mut samples) {
-                        Ok(0) => None,
-                        Ok(bad_points) => {
-                            for _ in 0..bad_points {
-                                DeviceStats::bump(&self.stats.decode_errors);
-                            }
-                            Some(Failure::Decode {
-                                message: format!("{bad_points} value(s) not finite"),
-                                drop_connection: false,
-                            })
-                        }
-                        Err(mismatch) => {
-                            bad_read(read, &self.ids, ts_ms, &mut samples);
-                            let f = Failure::Decode {
-                                message: mismatch.to_string(),
-                                drop_connection: false,
-                            };
-                            f.count(&self.stats);
-                            Some(f)
-                        }
-                    }
-                }
-                Err(f) => {
-                    bad_read(read, &self.ids, ts_ms, &mut samples);
-                    f.count(&self.stats);
-                    lost = f.drops_connection();
-                    Some(f)
-                }
-            };
-            if let Some(f) = failure {
-                debug!(device = %self.name, table = %read.table, address = read.address,
-                       count = read.count, error = %f, "read failed");
-                first_failure.get_or_insert(f);
-            }
-        }
-
+        let Some(ctx) = s.conn.as_mut() else {
+            return samples;
+        };
+        let outcome = exchange::poll_reads(
+            ctx,
+            DevicePlan {
+                reads: &self.reads,
+                points: &self.points,
+                ids: &self.ids,
+            },
+            self.timeout,
+            Tally::device(&self.stats),
+            None,
+            ts_ms,
+        )
+        .await;
+        samples = outcome.samples;
+        let first_failure = outcome.first_failure;
+        let answered = outcome.answered;
+        // Over TCP a timeout drops the connection too: a late answer would
+        // otherwise be taken for the answer to the next request.
+        let lost = outcome.stopped.is_some();
         if lost {
             if let Some(mut ctx) = s.conn.take() {
                 // Best effort: the peer may already be gone.
@@ -354,12 +234,30 @@ impl ModbusTcpDriver {
             attempts: 0,
             failing: false,
         };
+        let mut port = self.commands.take().map(|(_, port)| port);
         info!(device = %self.name, address = %self.address, points = self.points.len(),
               reads = self.reads.len(), "modbus device starting");
         loop {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
+                req = next_command(&mut port) => {
+                    match req {
+                        Some(req) => {
+                            let served = cancel
+                                .run_until_cancelled(self.serve_command(&mut session, req))
+                                .await;
+                            match served {
+                                None => break,
+                                // Show the written value at once.
+                                Some(true) => interval.reset_immediately(),
+                                Some(false) => {}
+                            }
+                        }
+                        None => port = None,
+                    }
+                    continue;
+                }
                 _ = interval.tick() => {}
             }
             let ts_ms = unix_time_ms(SystemTime::now());
@@ -387,6 +285,49 @@ impl ModbusTcpDriver {
         self.stats.set_connected(false);
         info!(device = %self.name, "modbus device stopped");
     }
+
+    /// Sends one write on the current connection. Never connects: a command
+    /// while the device is unreachable is refused with `NotConnected`.
+    async fn serve_command(&mut self, s: &mut Session, req: CommandRequest) -> bool {
+        let planned = exchange::plan_command(&self.points, &req.command);
+        let result = match (planned, s.conn.as_mut()) {
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(CommandError::NotConnected),
+            (Ok(write), Some(ctx)) => {
+                match exchange::write(ctx, &write, self.timeout, Tally::device(&self.stats), None)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(f) => {
+                        if f.stop().is_some() {
+                            if let Some(mut ctx) = s.conn.take() {
+                                let _ = timeout(Duration::from_millis(100), ctx.disconnect()).await;
+                            }
+                            self.stats.set_connected(false);
+                        }
+                        Err(f.to_command_error())
+                    }
+                }
+            }
+        };
+        let ok = result.is_ok();
+        match &result {
+            Ok(()) => info!(device = %self.name, point = %req.command.point,
+                            value = %req.command.value, "write done"),
+            Err(e) => warn!(device = %self.name, point = %req.command.point,
+                            value = %req.command.value, error = %e, "write refused"),
+        }
+        req.finish(result);
+        ok
+    }
+}
+
+/// The next command, or never when there is no port.
+pub(crate) async fn next_command(port: &mut Option<CommandPort>) -> Option<CommandRequest> {
+    match port {
+        Some(p) => p.rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Driver for ModbusTcpDriver {
@@ -396,6 +337,11 @@ impl Driver for ModbusTcpDriver {
 
     fn stats(&self) -> Arc<DeviceStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// A sender when at least one point is `writable`.
+    fn commands(&self) -> Option<CommandSender> {
+        self.commands.as_ref().map(|(tx, _)| tx.clone())
     }
 
     fn run(

@@ -1,8 +1,9 @@
 //! CSV point lists, the way SCADA point maps are kept.
 //!
 //! Header: `name,table,address,data_type,word_order,byte_order,scale,offset`
-//! in any order; `name`, `table` and `address` are required, the others may
-//! be missing or left empty and take the defaults of [`PointConfig`].
+//! and optionally `writable`, in any order; `name`, `table` and `address`
+//! are required, the others may be missing or left empty and take the
+//! defaults of [`PointConfig`].
 //! Lines starting with `#` are comments; cells are trimmed. Errors name the
 //! file, the line and the column. Parsing never panics on any input.
 
@@ -14,7 +15,7 @@ use dcmms_protocols_core::{ByteOrder, DataType, WordOrder};
 use crate::config::{PointConfig, Table};
 
 /// The columns a point list may have, in the canonical order.
-pub const CSV_COLUMNS: [&str; 8] = [
+pub const CSV_COLUMNS: [&str; 9] = [
     "name",
     "table",
     "address",
@@ -23,6 +24,7 @@ pub const CSV_COLUMNS: [&str; 8] = [
     "byte_order",
     "scale",
     "offset",
+    "writable",
 ];
 const REQUIRED: [&str; 3] = ["name", "table", "address"];
 
@@ -166,6 +168,9 @@ pub fn parse_points_csv<R: Read>(
         if !cell(7).is_empty() {
             p.offset = parse_number(cell(7)).map_err(|m| cell_err(7, m))?;
         }
+        if !cell(8).is_empty() {
+            p.writable = parse_bool(cell(8)).map_err(|m| cell_err(8, m))?;
+        }
         points.push(p);
     }
     Ok(points)
@@ -187,16 +192,36 @@ fn parse_number(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Writes points as CSV with every column, in the canonical order.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{s:?} is not true or false")),
+    }
+}
+
+/// Writes points as CSV with every column, in the canonical order. The
+/// `writable` column is written only when some point is writable, so
+/// read-only maps keep the eight-column form.
 pub fn write_points_csv(points: &[PointConfig]) -> String {
-    let mut out = CSV_COLUMNS.join(",");
+    let any_writable = points.iter().any(|p| p.writable);
+    let columns = if any_writable {
+        &CSV_COLUMNS[..]
+    } else {
+        &CSV_COLUMNS[..8]
+    };
+    let mut out = columns.join(",");
     out.push('\n');
     for p in points {
         let data_type = p.data_type.map_or("", DataType::as_str);
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}",
             p.name, p.table, p.address, data_type, p.word_order, p.byte_order, p.scale, p.offset
         ));
+        if any_writable {
+            out.push_str(if p.writable { ",true" } else { ",false" });
+        }
+        out.push('\n');
     }
     out
 }
@@ -286,6 +311,38 @@ mod tests {
     }
 
     #[test]
+    fn writable_column() {
+        let pts = parse(
+            "name,table,address,writable\n\
+             limit,holding,0,true\n\
+             run,coil,0,Yes\n\
+             ro,holding,1,\n\
+             ro2,holding,2,0\n",
+        )
+        .unwrap();
+        let w: Vec<bool> = pts.iter().map(|p| p.writable).collect();
+        assert_eq!(w, vec![true, true, false, false]);
+        let e = parse("name,table,address,writable\nx,holding,1,maybe\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"points.csv, line 2, column `writable`: "maybe" is not true or false"#
+        );
+        // Read-only maps keep the eight-column header.
+        let text = write_points_csv(&[PointConfig::new("a", Table::Holding, 0)]);
+        assert!(
+            text.starts_with("name,table,address,data_type,word_order,byte_order,scale,offset\n")
+        );
+        let text = write_points_csv(&[
+            PointConfig::new("a", Table::Holding, 0),
+            PointConfig::new("b", Table::Coil, 0).writable(),
+        ]);
+        assert!(
+            text.contains(",offset,writable\n") && text.ends_with(",true\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn short_rows_leave_defaults() {
         let pts = parse("name,table,address,data_type,scale\nx,holding,1\n").unwrap();
         assert_eq!(pts[0], PointConfig::new("x", Table::Holding, 1));
@@ -301,9 +358,11 @@ mod tests {
             any::<bool>(),
             prop_oneof![Just(1.0), Just(0.1), Just(0.01), -1e6f64..1e6],
             prop_oneof![Just(0.0), -1e3f64..1e3],
+            any::<bool>(),
         )
-            .prop_map(|(name, table, address, data_type, wl, bl, scale, offset)| {
-                PointConfig {
+            .prop_map(
+                |(name, table, address, data_type, wl, bl, scale, offset, writable)| PointConfig {
+                    writable,
                     name,
                     table,
                     address,
@@ -320,8 +379,8 @@ mod tests {
                     },
                     scale,
                     offset,
-                }
-            })
+                },
+            )
     }
 
     proptest! {
@@ -333,8 +392,8 @@ mod tests {
 
         #[test]
         fn random_rows_never_panic(rows in proptest::collection::vec(
-            proptest::collection::vec("[ -~]{0,12}|holding|coil|0x1F|65536|-1|u32|f64|0.1|\"a,b\"", 0..10), 0..10)) {
-            let mut text = String::from("name,table,address,data_type,word_order,byte_order,scale,offset\n");
+            proptest::collection::vec("[ -~]{0,12}|holding|coil|0x1F|65536|-1|u32|f64|0.1|true|no|\"a,b\"", 0..11), 0..10)) {
+            let mut text = String::from("name,table,address,data_type,word_order,byte_order,scale,offset,writable\n");
             for row in rows {
                 text.push_str(&row.join(","));
                 text.push('\n');

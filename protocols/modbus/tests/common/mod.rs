@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod peer;
+pub mod rtu_peer;
 
 use std::collections::HashMap;
 use std::path::Path;
