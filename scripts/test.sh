@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit/property/integration/end-to-end
 # tests (against pymodbus and a throwaway PostgreSQL cluster), checks of the
-# systemd units and the Yocto layer, then a bounded fuzz run of every decoder of untrusted bytes.
+# systemd units and the Yocto layer, a schemathesis run against the hub API
+# on both databases, then a bounded fuzz run of every decoder of untrusted bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+if [ "${DCMMS_SKIP_API_FUZZ:-0}" != "1" ]; then
+  step "API fuzz (schemathesis, SQLite)"
+  scripts/api-fuzz.sh --db sqlite
+  step "API fuzz (schemathesis, PostgreSQL)"
+  scripts/api-fuzz.sh --db postgres
+fi
 
 step "systemd units"
 scripts/check-systemd.sh
