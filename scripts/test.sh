@@ -16,9 +16,13 @@ cargo fmt --all --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The DNP3 driver is only in gateways built with the `dnp3` feature.
+cargo clippy -p dcmms-gateway --features dnp3 --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+step "cargo test (gateway with the dnp3 feature)"
+cargo test -p dcmms-gateway --features dnp3 --locked
 
 if [ "${DCMMS_SKIP_API_FUZZ:-0}" != "1" ]; then
   step "API fuzz (schemathesis, SQLite)"

@@ -9,9 +9,10 @@ use crate::commands::CommandsConfig;
 use crate::ring::{
     FullPolicy, RingConfig, DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES,
 };
-use dcmms_modbus::ModbusTcpConfig;
+use dcmms_iec61850::Iec61850Config;
+use dcmms_modbus::{ModbusRtuConfig, ModbusTcpConfig};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,7 +40,31 @@ pub struct GatewayConfig {
     /// Modbus TCP devices, one `[[modbus]]` table each.
     #[serde(default)]
     pub modbus: Vec<ModbusTcpConfig>,
+    /// Modbus RTU serial lines, one `[[modbus_rtu]]` table each with a
+    /// `[[modbus_rtu.devices]]` table per unit on the line.
+    #[serde(default)]
+    pub modbus_rtu: Vec<ModbusRtuConfig>,
+    /// IEC 61850 IEDs over MMS, one `[[iec61850]]` table each.
+    #[serde(default)]
+    pub iec61850: Vec<Iec61850Config>,
+    /// DNP3 outstations over TCP, one `[[dnp3]]` table each. Only in a
+    /// gateway built with the `dnp3` feature (see README, Licensing).
+    #[serde(default)]
+    pub dnp3: Vec<Dnp3Table>,
 }
+
+/// A `[[dnp3]]` table.
+#[cfg(feature = "dnp3")]
+pub type Dnp3Table = dcmms_dnp3::Dnp3Config;
+/// A `[[dnp3]]` table in a gateway built without DNP3: read only to refuse
+/// it with an explanation instead of "unknown field".
+#[cfg(not(feature = "dnp3"))]
+pub type Dnp3Table = toml::Table;
+
+/// Why a `[[dnp3]]` table is refused by a gateway built without DNP3.
+pub const NO_DNP3: &str = "this gateway was built without DNP3 support: the DNP3 driver uses a \
+    library licensed for non-commercial, non-production use only, so it is left out unless \
+    the gateway is built with `--features dnp3` (see README, Licensing)";
 
 /// `[buffer]`: the local ring buffer that holds every sample until the hub
 /// acknowledged it.
@@ -277,14 +302,39 @@ impl LoadedConfig {
         c.commands
             .validate()
             .map_err(|(field, msg)| self.invalid(field, msg))?;
-        let mut names = HashSet::new();
-        for (i, d) in c.modbus.iter().enumerate() {
-            if !names.insert(d.name.as_str()) {
-                return Err(self.invalid(
-                    format!("modbus[{i}].name"),
-                    format!("device name {:?} is used twice", d.name),
-                ));
+        #[cfg(not(feature = "dnp3"))]
+        if !c.dnp3.is_empty() {
+            return Err(self.invalid("dnp3", NO_DNP3));
+        }
+        // Device names are unique across every protocol: they name the
+        // points (`device/point`), the status rows and the command targets.
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut claim = |name: &str, key: String| -> Result<(), ConfigError> {
+            match names.get(name) {
+                Some(first) => Err(self.invalid(
+                    key,
+                    format!("device name {name:?} is already used by {first}"),
+                )),
+                None => {
+                    names.insert(name.to_owned(), key);
+                    Ok(())
+                }
             }
+        };
+        for (i, d) in c.modbus.iter().enumerate() {
+            claim(&d.name, format!("modbus[{i}].name"))?;
+        }
+        for (i, bus) in c.modbus_rtu.iter().enumerate() {
+            for (j, d) in bus.devices.iter().enumerate() {
+                claim(&d.name, format!("modbus_rtu[{i}].devices[{j}].name"))?;
+            }
+        }
+        for (i, d) in c.iec61850.iter().enumerate() {
+            claim(&d.name, format!("iec61850[{i}].name"))?;
+        }
+        #[cfg(feature = "dnp3")]
+        for (i, d) in c.dnp3.iter().enumerate() {
+            claim(&d.name, format!("dnp3[{i}].name"))?;
         }
         Ok(())
     }
@@ -317,6 +367,7 @@ impl LoadedConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     const MIN: &str = r#"
 site = "s1"
@@ -359,6 +410,140 @@ bundle_dir = "certs"
         assert!(e.contains("gw.toml") && e.contains("bogus_key"), "{e}");
     }
 
+    const RTU_AND_IEC: &str = r#"
+[[modbus]]
+name = "inv-01"
+address = "127.0.0.1:5020"
+points = [{ name = "p", table = "holding", address = 0 }]
+[[modbus_rtu]]
+name = "line-1"
+port = "/dev/ttyUSB0"
+[[modbus_rtu.devices]]
+name = "meter-01"
+unit_id = 7
+points = [{ name = "p", table = "holding", address = 0 }]
+[[modbus_rtu.devices]]
+name = "meter-02"
+unit_id = 8
+points = [{ name = "p", table = "holding", address = 0, writable = true }]
+[[iec61850]]
+name = "bay-01"
+address = "127.0.0.1:10102"
+ied_name = "IED1"
+points = [{ name = "p", reference = "LD0/MMXU1.TotW.mag.f", fc = "MX" }]
+"#;
+
+    #[test]
+    fn every_protocol_section_builds_one_row_per_device() {
+        let text = format!("{MIN}{RTU_AND_IEC}");
+        let c = LoadedConfig::parse(Path::new("gw.toml"), &text).unwrap();
+        let mut r = crate::pipeline::Interner::default();
+        let built = crate::daemon::build_all(&c, &mut r).unwrap();
+        // The RTU line runs as one driver but shows one row per unit.
+        assert_eq!(built.drivers.len(), 3);
+        let rows: Vec<_> = built
+            .devices
+            .iter()
+            .map(|d| (d.name.as_str(), d.protocol, d.commands.is_some()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("inv-01", "modbus_tcp", false),
+                ("meter-01", "modbus_rtu", false),
+                ("meter-02", "modbus_rtu", true),
+                ("bay-01", "iec61850", false),
+            ]
+        );
+        assert_eq!(r.len(), 4, "one point per device");
+    }
+
+    #[test]
+    fn device_names_are_unique_across_protocols() {
+        for (from, to, key, first) in [
+            (
+                "name = \"bay-01\"",
+                "name = \"inv-01\"",
+                "iec61850[0].name",
+                "modbus[0].name",
+            ),
+            (
+                "name = \"meter-02\"",
+                "name = \"meter-01\"",
+                "modbus_rtu[0].devices[1].name",
+                "modbus_rtu[0].devices[0].name",
+            ),
+            (
+                "name = \"meter-01\"",
+                "name = \"inv-01\"",
+                "modbus_rtu[0].devices[0].name",
+                "modbus[0].name",
+            ),
+        ] {
+            let text = format!("{MIN}{}", RTU_AND_IEC.replacen(from, to, 1));
+            let e = LoadedConfig::parse(Path::new("gw.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains(first), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn protocol_errors_name_the_device() {
+        let text = format!("{MIN}{}", RTU_AND_IEC.replace("unit_id = 8", "unit_id = 7"));
+        let c = LoadedConfig::parse(Path::new("gw.toml"), &text).unwrap();
+        let mut r = crate::pipeline::Interner::default();
+        let e = format!("{:#}", crate::daemon::build_all(&c, &mut r).unwrap_err());
+        assert!(e.contains("gw.toml") && e.contains("line-1"), "{e}");
+        assert!(e.contains("unit"), "{e}");
+
+        let text = format!(
+            "{MIN}{}",
+            RTU_AND_IEC.replace("LD0/MMXU1.TotW.mag.f", "nonsense")
+        );
+        let c = LoadedConfig::parse(Path::new("gw.toml"), &text).unwrap();
+        let e = format!("{:#}", crate::daemon::build_all(&c, &mut r).unwrap_err());
+        assert!(e.contains("bay-01"), "{e}");
+    }
+
+    const DNP3: &str = r#"
+[[dnp3]]
+name = "rtu-01"
+address = "127.0.0.1:20000"
+points = [{ name = "p", kind = "analog_input", index = 3 }]
+"#;
+
+    #[cfg(not(feature = "dnp3"))]
+    #[test]
+    fn dnp3_without_the_feature_is_refused_with_the_reason() {
+        let e = LoadedConfig::parse(Path::new("gw.toml"), &format!("{MIN}{DNP3}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`dnp3`") && e.contains("--features dnp3"), "{e}");
+        assert!(e.contains("non-commercial"), "{e}");
+    }
+
+    #[cfg(feature = "dnp3")]
+    #[test]
+    fn dnp3_with_the_feature_builds() {
+        let text = format!("{MIN}{RTU_AND_IEC}{}", DNP3);
+        let c = LoadedConfig::parse(Path::new("gw.toml"), &text).unwrap();
+        let mut r = crate::pipeline::Interner::default();
+        let built = crate::daemon::build_all(&c, &mut r).unwrap();
+        assert!(built
+            .devices
+            .iter()
+            .any(|d| d.name == "rtu-01" && d.protocol == "dnp3"));
+        let dup = format!("{MIN}{RTU_AND_IEC}{}", DNP3.replace("rtu-01", "bay-01"));
+        let e = LoadedConfig::parse(Path::new("gw.toml"), &dup)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("dnp3[0].name") && e.contains("iec61850[0].name"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn every_example_config_is_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -367,9 +552,13 @@ bundle_dir = "certs"
             let p = entry.unwrap().path();
             if p.extension().is_some_and(|e| e == "toml") {
                 let c = LoadedConfig::load(&p).unwrap_or_else(|e| panic!("{e}"));
-                for d in &c.config.modbus {
-                    let mut r = crate::pipeline::Interner::default();
-                    dcmms_modbus::build(d, &c.dir, &mut r).unwrap_or_else(|e| panic!("{e}"));
+                let mut r = crate::pipeline::Interner::default();
+                let built =
+                    crate::daemon::build_all(&c, &mut r).unwrap_or_else(|e| panic!("{e:#}"));
+                // Every protocol section of the example is there and built.
+                let protocols: HashSet<_> = built.devices.iter().map(|d| d.protocol).collect();
+                for p in ["modbus_tcp", "modbus_rtu", "iec61850"] {
+                    assert!(protocols.contains(p), "the example has no {p} device");
                 }
                 n += 1;
             }

@@ -7,7 +7,7 @@ use crate::pipeline::{self, Interner, PipelineConfig};
 use crate::ring::RingBuffer;
 use crate::uplink::{self, UplinkHealth, UplinkSettings};
 use anyhow::Context;
-use dcmms_protocols_core::Driver;
+use dcmms_protocols_core::{CommandSender, DeviceStats, Driver};
 use dcmms_shared::service::ServiceNotifier;
 use dcmms_shared::wire::{DeviceHealth, GatewayStatus};
 use std::path::Path;
@@ -19,20 +19,95 @@ use tokio_util::sync::CancellationToken;
 /// 2024-01-01T00:00:00Z in microseconds.
 const MIN_PLAUSIBLE_US: u64 = 1_704_067_200_000_000;
 
-/// Builds every configured driver, without starting anything (also what
-/// `--check-config` runs).
+/// One device as the status endpoint, the metrics and the command endpoint
+/// see it. A Modbus RTU line runs as one driver but shows one device per
+/// unit; every other driver is one device.
+#[derive(Debug, Clone)]
+pub struct DeviceEntry {
+    pub name: String,
+    /// `modbus_tcp`, `modbus_rtu`, `iec61850` or `dnp3`.
+    pub protocol: &'static str,
+    pub stats: Arc<DeviceStats>,
+    /// Present when the device has writable points.
+    pub commands: Option<CommandSender>,
+}
+
+/// Every configured driver, built but not started, and its devices.
+pub struct BuiltDrivers {
+    pub drivers: Vec<Box<dyn Driver>>,
+    pub devices: Vec<DeviceEntry>,
+}
+
+impl std::fmt::Debug for BuiltDrivers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltDrivers")
+            .field("drivers", &self.drivers.len())
+            .field("devices", &self.devices)
+            .finish()
+    }
+}
+
+impl BuiltDrivers {
+    fn push(&mut self, protocol: &'static str, driver: Box<dyn Driver>) {
+        self.devices.push(DeviceEntry {
+            name: driver.device().to_owned(),
+            protocol,
+            stats: driver.stats(),
+            commands: driver.commands(),
+        });
+        self.drivers.push(driver);
+    }
+}
+
+/// Builds every configured driver of every protocol, without starting
+/// anything (also what `--check-config` runs). Errors name the config file
+/// and the device.
+pub fn build_all(cfg: &LoadedConfig, interner: &mut Interner) -> anyhow::Result<BuiltDrivers> {
+    let file = cfg.path.display();
+    let mut built = BuiltDrivers {
+        drivers: Vec::new(),
+        devices: Vec::new(),
+    };
+    for d in &cfg.config.modbus {
+        let driver = dcmms_modbus::build(d, &cfg.dir, interner)
+            .with_context(|| format!("{file}: modbus device {:?}", d.name))?;
+        built.push("modbus_tcp", driver);
+    }
+    for bus in &cfg.config.modbus_rtu {
+        let driver = dcmms_modbus::build_rtu(bus, &cfg.dir, interner)
+            .with_context(|| format!("{file}: modbus_rtu line {:?}", bus.name))?;
+        // The line's own counters are the sums of its units': only the
+        // units are shown, so nothing is counted twice.
+        for unit in driver.devices() {
+            built.devices.push(DeviceEntry {
+                name: unit.name,
+                protocol: "modbus_rtu",
+                stats: unit.stats,
+                commands: unit.commands,
+            });
+        }
+        built.drivers.push(Box::new(driver));
+    }
+    for d in &cfg.config.iec61850 {
+        let driver = dcmms_iec61850::build(d, &cfg.dir, interner)
+            .with_context(|| format!("{file}: iec61850 device {:?}", d.name))?;
+        built.push("iec61850", driver);
+    }
+    #[cfg(feature = "dnp3")]
+    for d in &cfg.config.dnp3 {
+        let driver = dcmms_dnp3::build(d, &cfg.dir, interner)
+            .with_context(|| format!("{file}: dnp3 device {:?}", d.name))?;
+        built.push("dnp3", driver);
+    }
+    Ok(built)
+}
+
+/// The drivers of [`build_all`] alone.
 pub fn build_drivers(
     cfg: &LoadedConfig,
     interner: &mut Interner,
 ) -> anyhow::Result<Vec<Box<dyn Driver>>> {
-    cfg.config
-        .modbus
-        .iter()
-        .map(|d| {
-            dcmms_modbus::build(d, &cfg.dir, interner)
-                .with_context(|| format!("{}: modbus device {:?}", cfg.path.display(), d.name))
-        })
-        .collect()
+    build_all(cfg, interner).map(|b| b.drivers)
 }
 
 /// Runs the gateway until `cancel` fires, then shuts down in order.
@@ -77,23 +152,27 @@ pub async fn run(
     );
 
     let mut interner = Interner::from_catalog(ring.catalog()?);
-    let drivers = build_drivers(&cfg, &mut interner)?;
+    let BuiltDrivers {
+        drivers,
+        devices: entries,
+    } = build_all(&cfg, &mut interner)?;
     interner.persist(&ring)?;
     tracing::info!(
-        devices = drivers.len(),
+        devices = entries.len(),
+        drivers = drivers.len(),
         points = interner.len(),
         "drivers built"
     );
 
     let devices: Arc<Vec<_>> = Arc::new(
-        drivers
+        entries
             .iter()
-            .map(|d| (d.device().to_owned(), d.stats()))
+            .map(|d| (d.name.clone(), d.stats.clone()))
             .collect(),
     );
-    let senders: std::collections::HashMap<_, _> = drivers
+    let senders: std::collections::HashMap<_, _> = entries
         .iter()
-        .filter_map(|d| d.commands().map(|s| (d.device().to_owned(), s)))
+        .filter_map(|d| d.commands.clone().map(|s| (d.name.clone(), s)))
         .collect();
     let command_log = crate::commands::CommandLog::open(&state_dir.join("commands.jsonl"))
         .with_context(|| format!("cannot open the command log in {}", state_dir.display()))?;

@@ -5,11 +5,12 @@
 //! buffer), [`ring`] (the redb ring buffer), [`uplink`] (ring buffer -> hub),
 //! [`http`] (health, status, metrics, commands), [`commands`] (operators
 //! and the command log), [`daemon`] (wiring and ordered
-//! shutdown).
+//! shutdown), [`discover`] (device discovery into point maps).
 
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod discover;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

@@ -36,6 +36,13 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Ask a device what it exposes and write an editable point map.
+    Discover {
+        #[command(subcommand)]
+        what: dcmms_gateway::discover::Discover,
+    },
+    /// Turn an IEC 61850 SCL file (.icd/.cid/.scd) into a point map.
+    ImportScl(dcmms_gateway::discover::ImportSclArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -72,19 +79,21 @@ fn real_main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        Some(Command::Discover { what }) => return dcmms_gateway::discover::run(what),
+        Some(Command::ImportScl(args)) => return dcmms_gateway::discover::import_scl(args),
         None => {}
     }
     let path = cli.config.context("--config FILE is required")?;
     let cfg = LoadedConfig::load(&path)?;
     if cli.check_config {
         let mut interner = dcmms_gateway::pipeline::Interner::default();
-        let drivers = dcmms_gateway::daemon::build_drivers(&cfg, &mut interner)?;
+        let built = dcmms_gateway::daemon::build_all(&cfg, &mut interner)?;
         dcmms_gateway::uplink::tls::client_config(&cfg.resolve(&cfg.config.uplink.bundle_dir))
             .context("uplink certificate bundle")?;
         println!(
             "{}: ok ({} devices, {} points)",
             path.display(),
-            drivers.len(),
+            built.devices.len(),
             interner.len()
         );
         return Ok(());

@@ -95,8 +95,10 @@ pub struct FoundUnit {
 pub enum ScanError {
     #[error("scan options: {0}")]
     Options(String),
-    #[error("cannot open {target}: {source}")]
-    Open { target: String, source: io::Error },
+    /// The reason is in the message (not a separate `source`), so that
+    /// a report of the whole error chain does not say it twice.
+    #[error("cannot open {target}: {reason}")]
+    Open { target: String, reason: io::Error },
 }
 
 impl ScanTarget {
@@ -112,9 +114,9 @@ impl ScanTarget {
         connect_timeout: Duration,
         activity: &Arc<LineActivity>,
     ) -> Result<Context, ScanError> {
-        let open_err = |source| ScanError::Open {
+        let open_err = |reason| ScanError::Open {
             target: self.describe(),
-            source,
+            reason,
         };
         match self {
             ScanTarget::Rtu(serial) => open_line(serial, activity).map_err(open_err),

@@ -1,0 +1,386 @@
+//! Discovery subcommands of `dcmms-gateway`: what a device exposes becomes
+//! a point-map file (and for Modbus a starter config) that a person edits
+//! and then names in `gateway.toml`.
+//!
+//! - `discover modbus`: unit-id scan on a TCP address or a serial line;
+//! - `discover iec61850`: the data model of a live IED;
+//! - `import-scl`: the data model of an IED from its SCL file (.icd/.cid/.scd);
+//! - `discover dnp3` (gateways built with `dnp3`): one integrity poll.
+//!
+//! Files are never overwritten; without `--out` a point map goes to stdout.
+//! Progress and summaries go to stderr.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use dcmms_modbus::{
+    scan_units, starter_map, FoundUnit, Parity, ScanOptions, ScanTarget, SerialSettings,
+};
+use std::io::Write as _;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Units tried per step of a Modbus scan (progress is shown after each).
+const SCAN_STEP: u8 = 16;
+
+#[derive(Debug, Subcommand)]
+pub enum Discover {
+    /// Scan unit ids 1-247 (or --units) on a Modbus TCP address or a
+    /// serial line; writes a starter config and a CSV point map per unit
+    /// that answered.
+    Modbus(ModbusArgs),
+    /// Read the data model of a live IEC 61850 IED into a point map.
+    Iec61850(Iec61850Args),
+    /// Make one integrity poll of a DNP3 outstation and write what it
+    /// reported as a point map.
+    #[cfg(feature = "dnp3")]
+    Dnp3(Dnp3Args),
+}
+
+#[derive(Debug, Args)]
+pub struct ModbusArgs {
+    /// Modbus TCP server or TCP-to-RTU gateway, `host:port`.
+    #[arg(long, required_unless_present = "serial", conflicts_with = "serial")]
+    address: Option<String>,
+    /// Serial port of an RS-485 line (Modbus RTU), e.g. /dev/ttyUSB0.
+    #[arg(long)]
+    serial: Option<String>,
+    /// Line speed (serial).
+    #[arg(long, default_value_t = 9600)]
+    baud: u32,
+    /// Parity (serial).
+    #[arg(long, value_enum, default_value_t = ParityArg::None)]
+    parity: ParityArg,
+    /// Stop bits (serial): 1 or 2.
+    #[arg(long, default_value_t = 1)]
+    stop_bits: u8,
+    /// Unit ids to try: `N` or `FIRST-LAST`.
+    #[arg(long, default_value = "1-247")]
+    units: String,
+    /// How long to wait for each unit, in ms.
+    #[arg(long, default_value_t = 200)]
+    timeout_ms: u64,
+    /// Holding registers the probe reads from address 0 (each becomes a
+    /// point of the starter map), 1-125.
+    #[arg(long, default_value_t = 1)]
+    count: u16,
+    /// Line name (serial) or device-name prefix (TCP): devices are named
+    /// `<name>-unit-<id>`.
+    #[arg(long, default_value = "modbus")]
+    name: String,
+    /// Folder for `modbus-found.toml` and `points/<device>.csv`.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ParityArg {
+    None,
+    Even,
+    Odd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Toml,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct Iec61850Args {
+    /// The IED's MMS address, `host` or `host:port` (port 102 by default).
+    #[arg(long)]
+    address: String,
+    /// The IED name (MMS domains are the IED name plus the LD instance).
+    #[arg(long)]
+    ied_name: String,
+    /// Per-request timeout in ms.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// Point-map file to write (format from its extension, .toml or .csv);
+    /// stdout without it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Toml)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportSclArgs {
+    /// The SCL file (.icd, .cid, .scd, ...).
+    file: PathBuf,
+    /// The IED to import, needed when the file describes several.
+    #[arg(long)]
+    ied: Option<String>,
+    /// Point-map file to write (format from its extension, .toml or .csv);
+    /// stdout without it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Toml)]
+    format: Format,
+}
+
+#[cfg(feature = "dnp3")]
+#[derive(Debug, Args)]
+pub struct Dnp3Args {
+    /// The outstation, `host:port`.
+    #[arg(long)]
+    address: String,
+    /// The outstation's link address.
+    #[arg(long, default_value_t = 1024)]
+    outstation: u16,
+    /// Our (the master's) link address.
+    #[arg(long, default_value_t = 1)]
+    master: u16,
+    /// Device name written into the point map.
+    #[arg(long, default_value = "dnp3-01")]
+    name: String,
+    /// Seconds for connecting and the integrity poll together.
+    #[arg(long, default_value_t = 10)]
+    timeout_s: u64,
+    /// Point-map file to write (.toml or .csv); stdout without it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Toml)]
+    format: Format,
+}
+
+/// Parses `N` or `FIRST-LAST` (unit ids 1-247).
+fn parse_units(text: &str) -> anyhow::Result<RangeInclusive<u8>> {
+    let parse = |s: &str| -> anyhow::Result<u8> {
+        match s.trim().parse::<u8>() {
+            Ok(n) if (1..=247).contains(&n) => Ok(n),
+            _ => bail!("--units: {s:?} is not a unit id 1-247"),
+        }
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => (parse(text)?, parse(text)?),
+    };
+    if first > last {
+        bail!("--units: {first} is above {last}");
+    }
+    Ok(first..=last)
+}
+
+pub fn run(cmd: Discover) -> anyhow::Result<()> {
+    match cmd {
+        Discover::Modbus(a) => modbus(a),
+        Discover::Iec61850(a) => iec61850(a),
+        #[cfg(feature = "dnp3")]
+        Discover::Dnp3(a) => dnp3(a),
+    }
+}
+
+fn modbus(a: ModbusArgs) -> anyhow::Result<()> {
+    let units = parse_units(&a.units)?;
+    if !(1..=125).contains(&a.count) {
+        bail!("--count must be 1 to 125");
+    }
+    dcmms_shared::validate_name(&a.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let target = match (&a.address, &a.serial) {
+        (Some(address), _) => ScanTarget::Tcp {
+            address: address.clone(),
+        },
+        (None, Some(port)) => {
+            if a.stop_bits != 1 && a.stop_bits != 2 {
+                bail!("--stop-bits must be 1 or 2");
+            }
+            let parity = match a.parity {
+                ParityArg::None => Parity::None,
+                ParityArg::Even => Parity::Even,
+                ParityArg::Odd => Parity::Odd,
+            };
+            ScanTarget::Rtu(SerialSettings::new(port, a.baud).with_framing(parity, a.stop_bits))
+        }
+        (None, None) => bail!("give --address HOST:PORT or --serial PORT"),
+    };
+    let config_file = "modbus-found.toml";
+    if a.out.join(config_file).exists() {
+        bail!(
+            "{} exists: choose another --out folder",
+            a.out.join(config_file).display()
+        );
+    }
+    let opts = ScanOptions {
+        units: units.clone(),
+        count: a.count,
+        timeout: Duration::from_millis(a.timeout_ms.max(1)),
+        ..ScanOptions::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let total = usize::from(*units.end() - *units.start()) + 1;
+    eprintln!(
+        "scanning {total} unit ids on {} (up to {} ms each)",
+        describe(&target),
+        a.timeout_ms
+    );
+    let started = Instant::now();
+    let mut found: Vec<FoundUnit> = Vec::new();
+    let mut first = *units.start();
+    loop {
+        let last = first.saturating_add(SCAN_STEP - 1).min(*units.end());
+        let step = ScanOptions {
+            units: first..=last,
+            ..opts.clone()
+        };
+        let mut part = rt.block_on(scan_units(&target, &step))?;
+        for u in &part {
+            eprintln!("  unit {:3} answered in {:?}", u.unit_id, u.rtt);
+        }
+        found.append(&mut part);
+        let done = usize::from(last - *units.start()) + 1;
+        eprintln!(
+            "  {done}/{total} unit ids tried, {} found, {:.1} s",
+            found.len(),
+            started.elapsed().as_secs_f64()
+        );
+        if last == *units.end() {
+            break;
+        }
+        first = last + 1;
+    }
+    if found.is_empty() {
+        bail!("no unit answered on {}", describe(&target));
+    }
+    let map = starter_map(&a.name, &target, &found, &opts);
+    let written = map
+        .write_to(&a.out, config_file)
+        .with_context(|| format!("cannot write into {}", a.out.display()))?;
+    for p in &written {
+        eprintln!("wrote {}", p.display());
+    }
+    eprintln!(
+        "{} units found; copy the tables of {} into gateway.toml and edit the point maps",
+        found.len(),
+        a.out.join(config_file).display()
+    );
+    Ok(())
+}
+
+fn describe(target: &ScanTarget) -> String {
+    match target {
+        ScanTarget::Tcp { address } => address.clone(),
+        ScanTarget::Rtu(s) => format!("{} at {} bit/s", s.port, s.baud_rate),
+    }
+}
+
+fn iec61850(a: Iec61850Args) -> anyhow::Result<()> {
+    let mut cfg = dcmms_iec61850::Iec61850Config::new("discovered", &a.address);
+    cfg.ied_name = a.ied_name.clone();
+    cfg.timeout_ms = a.timeout_ms.max(1);
+    eprintln!("reading the data model of {} at {}", a.ied_name, a.address);
+    let started = Instant::now();
+    let model = dcmms_iec61850::discover(&cfg)
+        .with_context(|| format!("data model of {} at {}", a.ied_name, a.address))?;
+    eprintln!(
+        "{} points and {} report control blocks in {:.1} s",
+        model.points.len(),
+        model.reports.len(),
+        started.elapsed().as_secs_f64()
+    );
+    emit_model(&model, a.out.as_deref(), a.format)
+}
+
+pub fn import_scl(a: ImportSclArgs) -> anyhow::Result<()> {
+    let model = dcmms_iec61850::import_scl_file(&a.file, a.ied.as_deref())
+        .with_context(|| format!("SCL import of {}", a.file.display()))?;
+    eprintln!(
+        "{}: IED {:?}, {} points and {} report control blocks",
+        a.file.display(),
+        model.ied_name,
+        model.points.len(),
+        model.reports.len()
+    );
+    emit_model(&model, a.out.as_deref(), a.format)
+}
+
+fn emit_model(
+    model: &dcmms_iec61850::DiscoveredModel,
+    out: Option<&Path>,
+    format: Format,
+) -> anyhow::Result<()> {
+    for note in &model.notes {
+        eprintln!("note: {note}");
+    }
+    match out {
+        Some(path) => {
+            refuse_existing(path)?;
+            model
+                .write(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => {
+            let text = match format {
+                Format::Toml => model.to_toml(),
+                Format::Csv => model.to_csv(),
+            };
+            std::io::stdout().write_all(text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn refuse_existing(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        bail!("{} exists: choose another --out", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(feature = "dnp3")]
+fn dnp3(a: Dnp3Args) -> anyhow::Result<()> {
+    use dcmms_dnp3::MapFormat;
+    let mut cfg = dcmms_dnp3::Dnp3Config::new(&a.name, &a.address);
+    cfg.outstation_address = a.outstation;
+    cfg.master_address = a.master;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    eprintln!(
+        "integrity poll of outstation {} at {}",
+        a.outstation, a.address
+    );
+    let found = rt.block_on(dcmms_dnp3::discover(
+        &cfg,
+        Duration::from_secs(a.timeout_s.max(1)),
+    ))?;
+    eprintln!("{} points reported", found.len());
+    let format = match (&a.out, a.format) {
+        (Some(p), _) if p.extension().is_some_and(|e| e == "csv") => MapFormat::Csv,
+        (Some(_), _) | (None, Format::Toml) => MapFormat::Toml,
+        (None, Format::Csv) => MapFormat::Csv,
+    };
+    let text = dcmms_dnp3::render_point_map(&a.name, &found, format);
+    match &a.out {
+        Some(path) => {
+            refuse_existing(path)?;
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_ranges() {
+        assert_eq!(parse_units("1-247").unwrap(), 1..=247);
+        assert_eq!(parse_units("7").unwrap(), 7..=7);
+        assert_eq!(parse_units(" 3 - 9 ").unwrap(), 3..=9);
+        for bad in ["0", "248", "9-3", "a-b", "", "1-"] {
+            assert!(parse_units(bad).is_err(), "{bad:?}");
+        }
+    }
+}
