@@ -252,7 +252,7 @@ async fn cmms_rows(store: &dcmms_hub::Store) -> anyhow::Result<Vec<(&'static str
                        (SELECT COUNT(*) FROM parts)";
     type Row = (i64, i64, i64, i64, i64);
     let row: Row = match store {
-        dcmms_hub::Store::Sqlite(p) => sqlx::query_as(SQL).fetch_one(p).await,
+        dcmms_hub::Store::Sqlite(p, _) => sqlx::query_as(SQL).fetch_one(p).await,
         dcmms_hub::Store::Postgres(p) => sqlx::query_as(SQL).fetch_one(p).await,
     }
     .context("counting the maintenance records")?;

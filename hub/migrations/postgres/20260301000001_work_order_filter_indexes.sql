@@ -9,3 +9,6 @@ CREATE INDEX work_orders_priority_created ON work_orders (priority, created_ms, 
 CREATE INDEX work_orders_priority_updated ON work_orders (priority, updated_ms, id);
 CREATE INDEX work_orders_priority_due ON work_orders (priority, due_key, id);
 CREATE INDEX work_orders_type_created ON work_orders (work_type, created_ms, id);
+CREATE INDEX work_orders_type_updated ON work_orders (work_type, updated_ms, id);
+CREATE INDEX work_orders_type_priority ON work_orders (work_type, priority, id);
+CREATE INDEX work_orders_type_due ON work_orders (work_type, due_key, id);

@@ -31,8 +31,15 @@ use sqlx::sqlite::{
 use sqlx::{Postgres, Sqlite, Transaction};
 use std::time::Duration;
 
-/// Runs `$body` with `$c` bound to the pool or transaction of either driver.
+/// Runs `$body` with `$c` bound to the pool or transaction of either driver
+/// (for a [`Store`], the pool of readers).
 macro_rules! both {
+    ($on:expr, Store, $c:ident => $body:expr) => {
+        match $on {
+            Store::Sqlite($c, _) => $body,
+            Store::Postgres($c) => $body,
+        }
+    };
     ($on:expr, $enum:ident, $c:ident => $body:expr) => {
         match $on {
             $enum::Sqlite($c) => $body,
@@ -123,7 +130,12 @@ const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
 /// Connection pool of either driver.
 #[derive(Debug, Clone)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    /// The pool readers share, and a pool of one connection on which every
+    /// write transaction takes its turn. SQLite has one writer at a time:
+    /// waiting in this queue is fair and wakes at once, where writers that
+    /// contend for the file lock sleep in SQLite's busy handler (for up to
+    /// 100 ms a try) and answer late under load.
+    Sqlite(SqlitePool, SqlitePool),
     Postgres(PgPool),
 }
 
@@ -158,9 +170,14 @@ impl Store {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections.max(1))
                     .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts.clone())
+                    .await?;
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
                     .await?;
-                Store::Sqlite(pool)
+                Store::Sqlite(pool, writer)
             }
             DatabaseLocation::Postgres(url) => {
                 let pool = PgPoolOptions::new()
@@ -177,7 +194,7 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Store::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Store::Sqlite(_, w) => sqlx::migrate!("./migrations/sqlite").run(w).await?,
             Store::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
         }
         Ok(())
@@ -186,7 +203,7 @@ impl Store {
     /// Driver name, for logs and `/health`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Store::Sqlite(_) => "sqlite",
+            Store::Sqlite(..) => "sqlite",
             Store::Postgres(_) => "postgres",
         }
     }
@@ -199,13 +216,13 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a read-write transaction. On SQLite it takes the write lock
-    /// at once (`BEGIN IMMEDIATE`): a deferred transaction that reads, then
-    /// writes after ingest committed, would fail with a stale snapshot
-    /// instead of waiting for the lock.
+    /// Starts a read-write transaction. On SQLite it waits for the writer
+    /// connection, then takes the write lock at once (`BEGIN IMMEDIATE`): a
+    /// deferred transaction that reads, then writes after ingest committed,
+    /// would fail with a stale snapshot instead of waiting for the lock.
     pub async fn transaction(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Store::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Sqlite(_, w) => Tx::Sqlite(w.begin_with("BEGIN IMMEDIATE").await?),
             Store::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -217,7 +234,13 @@ impl Store {
 
     /// Closes every pooled connection (SQLite checkpoints its WAL).
     pub async fn close(&self) {
-        both!(self, Store, p => p.close().await)
+        match self {
+            Store::Sqlite(readers, writer) => {
+                readers.close().await;
+                writer.close().await;
+            }
+            Store::Postgres(p) => p.close().await,
+        }
     }
 }
 

@@ -55,9 +55,10 @@ fn value_of(s: &Sample) -> Option<f64> {
 
 impl IngestTx {
     pub(super) async fn begin(store: &Store) -> Result<IngestTx, StoreError> {
-        // Deferred: the first statement writes, so the lock is taken at once.
+        // On the writer connection, deferred: the first statement writes,
+        // so the lock is taken at once.
         let tx = match store {
-            Store::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Store::Sqlite(_, w) => Tx::Sqlite(w.begin().await?),
             Store::Postgres(p) => Tx::Postgres(p.begin().await?),
         };
         Ok(IngestTx { tx })

@@ -164,7 +164,7 @@ pub(crate) enum Lease<'a> {
 impl<'a> Db<'a> {
     pub(crate) async fn lease(self) -> Result<Lease<'a>, CmmsError> {
         Ok(match self {
-            Db::Pool(Store::Sqlite(p)) => Lease::Sqlite(p.acquire().await?),
+            Db::Pool(Store::Sqlite(p, _)) => Lease::Sqlite(p.acquire().await?),
             Db::Pool(Store::Postgres(p)) => Lease::Postgres(p.acquire().await?),
             Db::Tx(tx) => Lease::Tx(tx),
         })

@@ -139,7 +139,7 @@ async fn seed_timing(store: Store) {
     );
 
     // A copy of the seeded SQLite database to look at by hand.
-    if let (Store::Sqlite(p), Some(path)) = (&store, std::env::var_os("DCMMS_SEED_KEEP")) {
+    if let (Store::Sqlite(p, _), Some(path)) = (&store, std::env::var_os("DCMMS_SEED_KEEP")) {
         let path = path.to_string_lossy().replace('\'', "''");
         let sql = format!("VACUUM INTO '{path}'");
         sqlx::query(sqlx::AssertSqlSafe(sql))
