@@ -167,7 +167,11 @@ pub async fn run(
     let devices: Arc<Vec<_>> = Arc::new(
         entries
             .iter()
-            .map(|d| (d.name.clone(), d.stats.clone()))
+            .map(|d| crate::http::DeviceRow {
+                name: d.name.clone(),
+                protocol: d.protocol,
+                stats: d.stats.clone(),
+            })
             .collect(),
     );
     let senders: std::collections::HashMap<_, _> = entries
@@ -379,11 +383,11 @@ fn gateway_status(state: &AppState) -> GatewayStatus {
         devices: state
             .device_snapshots()
             .into_iter()
-            .map(|(name, d)| DeviceHealth {
-                name,
-                connected: d.connected,
-                polls: d.polls_ok + d.polls_failed,
-                errors: d.polls_failed,
+            .map(|d| DeviceHealth {
+                name: d.name,
+                connected: d.stats.connected,
+                polls: d.stats.polls_ok + d.stats.polls_failed,
+                errors: d.stats.polls_failed,
             })
             .collect(),
     }

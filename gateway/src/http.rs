@@ -25,17 +25,30 @@ pub struct AppState {
     pub gateway: String,
     pub ring: Arc<RingBuffer>,
     pub uplink: Arc<UplinkHealth>,
-    pub devices: Arc<Vec<(String, Arc<DeviceStats>)>>,
+    pub devices: Arc<Vec<DeviceRow>>,
     pub metrics: PrometheusHandle,
     pub started_ms: i64,
     pub commands: Arc<CommandCenter>,
 }
 
+/// A device as the status endpoint and the metrics show it.
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    pub name: String,
+    /// `modbus_tcp`, `modbus_rtu`, `iec61850` or `dnp3`.
+    pub protocol: &'static str,
+    pub stats: Arc<DeviceStats>,
+}
+
 impl AppState {
-    pub fn device_snapshots(&self) -> Vec<(String, DeviceStatsSnapshot)> {
+    pub fn device_snapshots(&self) -> Vec<DeviceStatus> {
         self.devices
             .iter()
-            .map(|(n, s)| (n.clone(), s.snapshot()))
+            .map(|d| DeviceStatus {
+                name: d.name.clone(),
+                protocol: d.protocol,
+                stats: d.stats.snapshot(),
+            })
             .collect()
     }
 }
@@ -74,6 +87,7 @@ pub struct BufferStatus {
 #[derive(Serialize)]
 pub struct DeviceStatus {
     pub name: String,
+    pub protocol: &'static str,
     #[serde(flatten)]
     pub stats: DeviceStatsSnapshot,
 }
@@ -108,11 +122,7 @@ pub fn status(state: &AppState) -> Status {
             last_error: u.last_error(),
         },
         buffer: BufferStatus::from_stats(&state.ring.stats(), now),
-        devices: state
-            .device_snapshots()
-            .into_iter()
-            .map(|(name, stats)| DeviceStatus { name, stats })
-            .collect(),
+        devices: state.device_snapshots(),
     }
 }
 
@@ -277,7 +287,11 @@ mod tests {
             gateway: "g".into(),
             ring,
             uplink: Arc::new(UplinkHealth::default()),
-            devices: Arc::new(vec![]),
+            devices: Arc::new(vec![DeviceRow {
+                name: "inv".into(),
+                protocol: "modbus_rtu",
+                stats: Arc::new(DeviceStats::default()),
+            }]),
             metrics: crate::metrics::install(),
             started_ms: 0,
             commands: Arc::new(CommandCenter::new(
@@ -328,5 +342,23 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         assert_eq!(call(&app, req).await.0, StatusCode::UNAUTHORIZED);
+
+        // The status rows and the metrics name each device's protocol.
+        let req = Request::get("/api/v1/status").body(Body::empty()).unwrap();
+        let (st, body) = call(&app, req).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(body["devices"][0]["name"], "inv", "{body}");
+        assert_eq!(body["devices"][0]["protocol"], "modbus_rtu", "{body}");
+        let req = Request::get("/metrics").body(Body::empty()).unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("dcmms_gateway_device_connected")
+                    && l.contains("device=\"inv\"")
+                    && l.contains("protocol=\"modbus_rtu\"")),
+            "{text}"
+        );
     }
 }

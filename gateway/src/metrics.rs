@@ -1,7 +1,6 @@
 //! Every internal metric of the gateway, named in one place and exported for
 //! Prometheus at `/metrics`.
 
-use dcmms_protocols_core::DeviceStatsSnapshot;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -65,7 +64,7 @@ pub fn bad_downlink() {
 }
 
 /// Refreshes gauges from the ring buffer's and devices' current state.
-pub fn refresh(ring: &crate::ring::RingStats, devices: &[(String, DeviceStatsSnapshot)]) {
+pub fn refresh(ring: &crate::ring::RingStats, devices: &[crate::http::DeviceStatus]) {
     gauge!("dcmms_gateway_buffer_blocks").set(ring.blocks as f64);
     gauge!("dcmms_gateway_buffer_bytes").set(ring.bytes as f64);
     gauge!("dcmms_gateway_buffer_next_seq").set(ring.next_seq as f64);
@@ -76,8 +75,12 @@ pub fn refresh(ring: &crate::ring::RingStats, devices: &[(String, DeviceStatsSna
         .map(|t| (crate::pipeline::now_ms() - t).max(0) as f64 / 1000.0)
         .unwrap_or(0.0);
     gauge!("dcmms_gateway_buffer_oldest_age_seconds").set(age);
-    for (name, d) in devices {
-        let l = [("device", name.clone())];
+    for row in devices {
+        let d = &row.stats;
+        let l = [
+            ("device", row.name.clone()),
+            ("protocol", row.protocol.to_owned()),
+        ];
         gauge!("dcmms_gateway_device_polls_ok", &l).set(d.polls_ok as f64);
         gauge!("dcmms_gateway_device_polls_failed", &l).set(d.polls_failed as f64);
         gauge!("dcmms_gateway_device_exceptions", &l).set(d.exceptions as f64);
