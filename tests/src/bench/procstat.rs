@@ -98,7 +98,18 @@ mod tests {
             .arg(&marker)
             .spawn()
             .unwrap();
-        let found = find_child(&marker);
+        // Right after spawn the child may not have exec'd `sh` yet (its
+        // command line is still ours), so look for it until it shows up.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let found = loop {
+            match find_child(&marker) {
+                Some(pid) => break Some(pid),
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                None => break None,
+            }
+        };
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found, Some(child.id()));
