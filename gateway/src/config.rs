@@ -11,6 +11,7 @@ use crate::ring::{
 };
 use dcmms_iec61850::Iec61850Config;
 use dcmms_modbus::{ModbusRtuConfig, ModbusTcpConfig};
+use dcmms_opcua::OpcUaConfig;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,6 +48,9 @@ pub struct GatewayConfig {
     /// IEC 61850 IEDs over MMS, one `[[iec61850]]` table each.
     #[serde(default)]
     pub iec61850: Vec<Iec61850Config>,
+    /// OPC UA servers, one `[[opcua]]` table each.
+    #[serde(default)]
+    pub opcua: Vec<OpcUaConfig>,
     /// DNP3 outstations over TCP, one `[[dnp3]]` table each. Only in a
     /// gateway built with the `dnp3` feature (see README, Licensing).
     #[serde(default)]
@@ -332,6 +336,9 @@ impl LoadedConfig {
         for (i, d) in c.iec61850.iter().enumerate() {
             claim(&d.name, format!("iec61850[{i}].name"))?;
         }
+        for (i, d) in c.opcua.iter().enumerate() {
+            claim(&d.name, format!("opcua[{i}].name"))?;
+        }
         #[cfg(feature = "dnp3")]
         for (i, d) in c.dnp3.iter().enumerate() {
             claim(&d.name, format!("dnp3[{i}].name"))?;
@@ -431,6 +438,10 @@ name = "bay-01"
 address = "127.0.0.1:10102"
 ied_name = "IED1"
 points = [{ name = "p", reference = "LD0/MMXU1.TotW.mag.f", fc = "MX" }]
+[[opcua]]
+name = "plc-01"
+endpoint = "opc.tcp://127.0.0.1:4840/"
+points = [{ name = "p", node_id = "ns=2;s=Plant.P", writable = true, data_type = "double" }]
 "#;
 
     #[test]
@@ -440,7 +451,7 @@ points = [{ name = "p", reference = "LD0/MMXU1.TotW.mag.f", fc = "MX" }]
         let mut r = crate::pipeline::Interner::default();
         let built = crate::daemon::build_all(&c, &mut r).unwrap();
         // The RTU line runs as one driver but shows one row per unit.
-        assert_eq!(built.drivers.len(), 3);
+        assert_eq!(built.drivers.len(), 4);
         let rows: Vec<_> = built
             .devices
             .iter()
@@ -453,9 +464,10 @@ points = [{ name = "p", reference = "LD0/MMXU1.TotW.mag.f", fc = "MX" }]
                 ("meter-01", "modbus_rtu", false),
                 ("meter-02", "modbus_rtu", true),
                 ("bay-01", "iec61850", false),
+                ("plc-01", "opcua", true),
             ]
         );
-        assert_eq!(r.len(), 4, "one point per device");
+        assert_eq!(r.len(), 5, "one point per device");
     }
 
     #[test]
@@ -466,6 +478,12 @@ points = [{ name = "p", reference = "LD0/MMXU1.TotW.mag.f", fc = "MX" }]
                 "name = \"inv-01\"",
                 "iec61850[0].name",
                 "modbus[0].name",
+            ),
+            (
+                "name = \"plc-01\"",
+                "name = \"bay-01\"",
+                "opcua[0].name",
+                "iec61850[0].name",
             ),
             (
                 "name = \"meter-02\"",
@@ -557,7 +575,7 @@ points = [{ name = "p", kind = "analog_input", index = 3 }]
                     crate::daemon::build_all(&c, &mut r).unwrap_or_else(|e| panic!("{e:#}"));
                 // Every protocol section of the example is there and built.
                 let protocols: HashSet<_> = built.devices.iter().map(|d| d.protocol).collect();
-                for p in ["modbus_tcp", "modbus_rtu", "iec61850"] {
+                for p in ["modbus_tcp", "modbus_rtu", "iec61850", "opcua"] {
                     assert!(protocols.contains(p), "the example has no {p} device");
                 }
                 n += 1;

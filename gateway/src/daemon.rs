@@ -25,7 +25,7 @@ const MIN_PLAUSIBLE_US: u64 = 1_704_067_200_000_000;
 #[derive(Debug, Clone)]
 pub struct DeviceEntry {
     pub name: String,
-    /// `modbus_tcp`, `modbus_rtu`, `iec61850` or `dnp3`.
+    /// `modbus_tcp`, `modbus_rtu`, `iec61850`, `opcua` or `dnp3`.
     pub protocol: &'static str,
     pub stats: Arc<DeviceStats>,
     /// Present when the device has writable points.
@@ -92,6 +92,11 @@ pub fn build_all(cfg: &LoadedConfig, interner: &mut Interner) -> anyhow::Result<
         let driver = dcmms_iec61850::build(d, &cfg.dir, interner)
             .with_context(|| format!("{file}: iec61850 device {:?}", d.name))?;
         built.push("iec61850", driver);
+    }
+    for d in &cfg.config.opcua {
+        let driver = dcmms_opcua::build(d, &cfg.dir, interner)
+            .with_context(|| format!("{file}: opcua device {:?}", d.name))?;
+        built.push("opcua", driver);
     }
     #[cfg(feature = "dnp3")]
     for d in &cfg.config.dnp3 {

@@ -5,6 +5,8 @@
 //! - `discover modbus`: unit-id scan on a TCP address or a serial line;
 //! - `discover iec61850`: the data model of a live IED;
 //! - `import-scl`: the data model of an IED from its SCL file (.icd/.cid/.scd);
+//! - `discover opcua`: a browse of an OPC UA server's address space;
+//! - `opcua-cert`: the client certificate of an `[[opcua]]` device;
 //! - `discover dnp3` (gateways built with `dnp3`): one integrity poll.
 //!
 //! Files are never overwritten; without `--out` a point map goes to stdout.
@@ -31,6 +33,9 @@ pub enum Discover {
     Modbus(ModbusArgs),
     /// Read the data model of a live IEC 61850 IED into a point map.
     Iec61850(Iec61850Args),
+    /// Browse an OPC UA server from its Objects folder and write its
+    /// numeric and boolean variables as a point map.
+    Opcua(OpcUaArgs),
     /// Make one integrity poll of a DNP3 outstation and write what it
     /// reported as a point map.
     #[cfg(feature = "dnp3")]
@@ -106,6 +111,75 @@ pub struct Iec61850Args {
     format: Format,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    None,
+    Basic256sha256,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Sign,
+    SignAndEncrypt,
+}
+
+#[derive(Debug, Args)]
+pub struct OpcUaArgs {
+    /// The server endpoint, `opc.tcp://host:port/path`.
+    #[arg(long)]
+    endpoint: String,
+    /// Security policy.
+    #[arg(long, value_enum, default_value_t = PolicyArg::None)]
+    security_policy: PolicyArg,
+    /// Security mode with basic256sha256 (default sign-and-encrypt).
+    #[arg(long, value_enum)]
+    security_mode: Option<ModeArg>,
+    /// Certificate store of the gateway (own/, private/, trusted/,
+    /// rejected/); a certificate is created there when missing.
+    #[arg(long, default_value = "pki/opcua")]
+    pki_dir: PathBuf,
+    /// Trust the server's certificate without it being in trusted/.
+    #[arg(long)]
+    trust_server_cert: bool,
+    /// User name; the password is read from the environment variable
+    /// named by --password-env (never from the command line).
+    #[arg(long, requires = "password_env")]
+    user: Option<String>,
+    /// Environment variable holding the password.
+    #[arg(long, requires = "user")]
+    password_env: Option<String>,
+    /// Node to start from (default: the Objects folder).
+    #[arg(long, default_value = "i=85")]
+    root: String,
+    /// References to follow below the start node.
+    #[arg(long, default_value_t = 10)]
+    max_depth: usize,
+    /// Stop after this many nodes.
+    #[arg(long, default_value_t = 100_000)]
+    max_nodes: usize,
+    /// Also walk namespace 0 (the server's own diagnostics).
+    #[arg(long)]
+    include_ns0: bool,
+    /// Point-map file to write (format from its extension, .toml or .csv);
+    /// stdout without it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Toml)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct OpcUaCertArgs {
+    /// The `[[opcua]]` device (of the file given by --config) whose
+    /// certificate to create.
+    #[arg(long)]
+    device: String,
+    /// Replace an existing certificate and key.
+    #[arg(long)]
+    overwrite: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ImportSclArgs {
     /// The SCL file (.icd, .cid, .scd, ...).
@@ -170,6 +244,7 @@ pub fn run(cmd: Discover) -> anyhow::Result<()> {
     match cmd {
         Discover::Modbus(a) => modbus(a),
         Discover::Iec61850(a) => iec61850(a),
+        Discover::Opcua(a) => opcua(a),
         #[cfg(feature = "dnp3")]
         Discover::Dnp3(a) => dnp3(a),
     }
@@ -285,6 +360,113 @@ fn iec61850(a: Iec61850Args) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     emit_model(&model, a.out.as_deref(), a.format)
+}
+
+fn opcua(a: OpcUaArgs) -> anyhow::Result<()> {
+    use dcmms_opcua::{SecurityModeName, SecurityPolicyName};
+    let mut cfg = dcmms_opcua::OpcUaConfig::new("discovered", &a.endpoint);
+    cfg.security_policy = match a.security_policy {
+        PolicyArg::None => SecurityPolicyName::None,
+        PolicyArg::Basic256sha256 => SecurityPolicyName::Basic256sha256,
+    };
+    cfg.security_mode = a.security_mode.map(|m| match m {
+        ModeArg::Sign => SecurityModeName::Sign,
+        ModeArg::SignAndEncrypt => SecurityModeName::SignAndEncrypt,
+    });
+    cfg.pki_dir = a.pki_dir.clone();
+    cfg.trust_server_cert = a.trust_server_cert;
+    cfg.user = a.user.clone();
+    cfg.password_env = a.password_env.clone();
+    let plan = cfg.connect_plan(Path::new("."))?;
+    let root =
+        dcmms_opcua::config::parse_node_id(&a.root).map_err(|m| anyhow::anyhow!("--root: {m}"))?;
+    let options = dcmms_opcua::BrowseOptions {
+        root,
+        max_depth: a.max_depth.max(1),
+        max_nodes: a.max_nodes.max(1),
+        include_ns0: a.include_ns0,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    eprintln!("browsing {} from {}", a.endpoint, a.root);
+    let started = Instant::now();
+    let found = rt.block_on(async {
+        let conn = dcmms_opcua::connect(&plan)
+            .await
+            .with_context(|| format!("session with {}", a.endpoint))?;
+        let mut last = Instant::now();
+        let result = dcmms_opcua::browse(&conn.session, &options, |nodes, vars| {
+            if last.elapsed() >= Duration::from_secs(1) {
+                eprintln!("  {nodes} nodes, {vars} variables so far");
+                last = Instant::now();
+            }
+        })
+        .await;
+        conn.close().await;
+        result.with_context(|| format!("browse of {}", a.endpoint))
+    })?;
+    let map = found.point_map();
+    let writable = found.usable().filter(|v| v.writable).count();
+    eprintln!(
+        "{} nodes, {} variables, {} usable as points ({} writable on the server; writes stay off until you set writable = true) in {:.1} s",
+        found.nodes,
+        found.variables.len(),
+        map.len(),
+        writable,
+        started.elapsed().as_secs_f64()
+    );
+    if found.truncated {
+        eprintln!("note: stopped at --max-nodes {}", a.max_nodes);
+    }
+    let csv = match (&a.out, a.format) {
+        (Some(p), _) => p.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+        (None, f) => matches!(f, Format::Csv),
+    };
+    let text = if csv {
+        dcmms_opcua::write_points_csv(&map)
+    } else {
+        dcmms_opcua::write_points_toml(&map)
+    };
+    match &a.out {
+        Some(path) => {
+            refuse_existing(path)?;
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// `opcua-cert`: creates the client certificate of an `[[opcua]]` device
+/// where the daemon will look for it.
+pub fn opcua_cert(config: &Path, a: OpcUaCertArgs) -> anyhow::Result<()> {
+    let cfg = crate::config::LoadedConfig::load(config)?;
+    let device = cfg
+        .config
+        .opcua
+        .iter()
+        .find(|d| d.name == a.device)
+        .with_context(|| {
+            format!(
+                "{}: no [[opcua]] device named {:?}",
+                config.display(),
+                a.device
+            )
+        })?;
+    let plan = device.connect_plan(&cfg.dir)?;
+    let (cert, key) = dcmms_opcua::create_client_certificate(&plan, a.overwrite)
+        .map_err(|m| anyhow::anyhow!("{m}"))?;
+    eprintln!(
+        "created {} and {} for {}; give the certificate to the server to trust",
+        cert.display(),
+        key.display(),
+        plan.application_uri
+    );
+    println!("{}", cert.display());
+    Ok(())
 }
 
 pub fn import_scl(a: ImportSclArgs) -> anyhow::Result<()> {

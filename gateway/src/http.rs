@@ -35,7 +35,7 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub struct DeviceRow {
     pub name: String,
-    /// `modbus_tcp`, `modbus_rtu`, `iec61850` or `dnp3`.
+    /// `modbus_tcp`, `modbus_rtu`, `iec61850`, `opcua` or `dnp3`.
     pub protocol: &'static str,
     pub stats: Arc<DeviceStats>,
 }

@@ -43,6 +43,10 @@ enum Command {
     },
     /// Turn an IEC 61850 SCL file (.icd/.cid/.scd) into a point map.
     ImportScl(dcmms_gateway::discover::ImportSclArgs),
+    /// Create the OPC UA client certificate of an `[[opcua]]` device (in
+    /// its pki_dir) so the server can be told to trust it ahead of the
+    /// first connection. Needs --config before the subcommand.
+    OpcuaCert(dcmms_gateway::discover::OpcUaCertArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,7 +55,10 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rumqttc=warn".into()),
         )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        // Logs go to stderr: stdout carries what subcommands print (point
+        // maps, tokens, paths) and must stay clean for redirection.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -81,6 +88,13 @@ fn real_main() -> anyhow::Result<()> {
         }
         Some(Command::Discover { what }) => return dcmms_gateway::discover::run(what),
         Some(Command::ImportScl(args)) => return dcmms_gateway::discover::import_scl(args),
+        Some(Command::OpcuaCert(args)) => {
+            let path = cli
+                .config
+                .as_deref()
+                .context("opcua-cert needs --config FILE (before opcua-cert)")?;
+            return dcmms_gateway::discover::opcua_cert(path, args);
+        }
         None => {}
     }
     let path = cli.config.context("--config FILE is required")?;

@@ -263,3 +263,145 @@ fn discover_iec61850_reads_the_libiec61850_model() {
     );
     assert!(check.status.success(), "{}", text(&check.stderr));
 }
+
+/// The asyncua server of `hil/peers/opcua_server.py`; killed on drop.
+struct OpcUaPeer {
+    child: Child,
+    endpoint: String,
+}
+
+impl OpcUaPeer {
+    fn start(args: &[&str]) -> OpcUaPeer {
+        let python = std::env::var("DCMMS_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(python)
+            .arg(repo_root().join("hil/peers/opcua_server.py"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 with asyncua: run scripts/install-test-deps.sh");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("OPC UA peer did not start: {line:?}"))
+            .to_owned();
+        OpcUaPeer { child, endpoint }
+    }
+}
+
+impl Drop for OpcUaPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn discover_opcua_browses_the_asyncua_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = OpcUaPeer::start(&["--bulk", "20"]);
+    let out_file = dir.path().join("plc.csv");
+    let out = gateway(&[
+        "discover",
+        "opcua",
+        "--endpoint",
+        &peer.endpoint,
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("26 usable as points"), "{stderr}");
+    assert!(stderr.contains("2 writable on the server"), "{stderr}");
+    let csv = std::fs::read_to_string(&out_file).unwrap();
+    for line in [
+        "Plant.Sine,ns=2;s=Plant.Sine,subscribe",
+        "Plant.Setpoint,ns=2;s=Plant.Setpoint,subscribe",
+        "Bulk.V0019,ns=2;s=Bulk.V0019,subscribe",
+    ] {
+        assert!(csv.contains(line), "{line} missing:\n{csv}");
+    }
+    // The file is not overwritten.
+    let again = gateway(&[
+        "discover",
+        "opcua",
+        "--endpoint",
+        &peer.endpoint,
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    // A secured browse with a password from the environment: a wrong one
+    // is refused with the cause named.
+    let denied = Command::new(bin("dcmms-gateway"))
+        .args(["discover", "opcua", "--endpoint", &peer.endpoint])
+        .args(["--security-policy", "basic256sha256", "--trust-server-cert"])
+        .arg("--pki-dir")
+        .arg(dir.path().join("pki"))
+        .args(["--user", "operator", "--password-env", "DCMMS_TEST_PW"])
+        .env("DCMMS_TEST_PW", "not-the-password")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!denied.status.success());
+    assert!(
+        text(&denied.stderr).contains("user and password"),
+        "{}",
+        text(&denied.stderr)
+    );
+    drop(peer);
+    let check = check_with(
+        dir.path(),
+        "[[opcua]]\nname = \"plc\"\nendpoint = \"opc.tcp://127.0.0.1:4840/\"\npoints_file = \"plc.csv\"\n",
+    );
+    let stdout = text(&check.stdout);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(stdout.contains("26 points"), "{stdout}");
+}
+
+#[test]
+fn opcua_cert_creates_the_device_certificate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        "site = \"s1\"\ngateway = \"g1\"\n[uplink]\nhost = \"127.0.0.1\"\nbundle_dir = \"certs\"\n[[opcua]]\nname = \"ppc\"\nendpoint = \"opc.tcp://127.0.0.1:4840/\"\nsecurity_policy = \"basic256sha256\"\npoints = [{ name = \"p\", node_id = \"ns=2;i=1\" }]\n",
+    )
+    .unwrap();
+    let run = || {
+        gateway(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "opcua-cert",
+            "--device",
+            "ppc",
+        ])
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cert = dir.path().join("pki/opcua/own/cert.der");
+    assert_eq!(text(&out.stdout).trim(), cert.to_str().unwrap());
+    let der = std::fs::read(&cert).unwrap();
+    assert_eq!(der[0], 0x30, "a DER certificate");
+    assert!(dir.path().join("pki/opcua/private/private.pem").exists());
+    let again = run();
+    assert!(!again.status.success(), "an existing certificate is kept");
+    assert_eq!(std::fs::read(&cert).unwrap(), der);
+    let other = gateway(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "opcua-cert",
+        "--device",
+        "nope",
+    ]);
+    assert!(text(&other.stderr).contains("no [[opcua]] device named \"nope\""));
+}

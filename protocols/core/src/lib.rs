@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod command;
 pub mod driver;
+pub mod naming;
 pub mod scaling;
 pub mod stats;
 pub mod value;
@@ -19,6 +20,7 @@ pub use command::{
     CommandValue,
 };
 pub use driver::{unix_time_ms, Driver, DriverFuture, PointResolver};
+pub use naming::unique_point_name;
 pub use scaling::Scaling;
 pub use stats::{DeviceStats, DeviceStatsSnapshot};
 pub use value::{

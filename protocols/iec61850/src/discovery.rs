@@ -109,43 +109,9 @@ pub enum DiscoveryError {
 /// A point name from a reference: `LD0.MMXU1.TotW.mag.f`, shortened with a
 /// hash when longer than 64 characters, made unique with a suffix.
 pub fn point_name(ld: &str, ln: &str, path: &[String], taken: &mut BTreeSet<String>) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    let mut parts = vec![clean(ld), clean(ln)];
-    parts.extend(path.iter().map(|p| clean(p)));
-    let mut name = parts.join(".");
-    if name.len() > 64 {
-        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        let tail: String = name
-            .chars()
-            .rev()
-            .take(47)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        name = format!("{:016x}.{}", hash, tail.trim_start_matches('.'));
-    }
-    let mut unique = name.clone();
-    let mut n = 2;
-    while !taken.insert(unique.clone()) {
-        let suffix = format!("_{n}");
-        let keep = name.len().min(64 - suffix.len());
-        unique = format!("{}{suffix}", &name[..keep]);
-        n += 1;
-    }
-    unique
+    let mut parts = vec![ld, ln];
+    parts.extend(path.iter().map(String::as_str));
+    dcmms_protocols_core::unique_point_name(&parts, taken)
 }
 
 /// Whether a data-attribute path (components after the data object) is a

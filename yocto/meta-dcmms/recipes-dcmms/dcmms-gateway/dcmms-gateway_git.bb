@@ -10,7 +10,7 @@ SECTION = "net"
 # LICENSE file once the repository has one. The crates linked into the
 # binary carry their own (mostly MIT/Apache-2.0) licences.
 LICENSE = "Apache-2.0"
-LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=20;endline=20;md5=2507bd5f0713f05419cd2f22fa06fe62"
+LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=21;endline=21;md5=2507bd5f0713f05419cd2f22fa06fe62"
 
 # Keep in step with [workspace.package] version in Cargo.toml.
 PV = "0.1.0+git"
