@@ -305,11 +305,14 @@ fn discover_opcua_browses_the_asyncua_server() {
     let dir = tempfile::tempdir().unwrap();
     let peer = OpcUaPeer::start(&["--bulk", "20"]);
     let out_file = dir.path().join("plc.csv");
+    let pki = dir.path().join("pki");
     let out = gateway(&[
         "discover",
         "opcua",
         "--endpoint",
         &peer.endpoint,
+        "--pki-dir",
+        pki.to_str().unwrap(),
         "--out",
         out_file.to_str().unwrap(),
     ]);
@@ -331,6 +334,8 @@ fn discover_opcua_browses_the_asyncua_server() {
         "opcua",
         "--endpoint",
         &peer.endpoint,
+        "--pki-dir",
+        pki.to_str().unwrap(),
         "--out",
         out_file.to_str().unwrap(),
     ]);
@@ -346,7 +351,7 @@ fn discover_opcua_browses_the_asyncua_server() {
         .args(["discover", "opcua", "--endpoint", &peer.endpoint])
         .args(["--security-policy", "basic256sha256", "--trust-server-cert"])
         .arg("--pki-dir")
-        .arg(dir.path().join("pki"))
+        .arg(&pki)
         .args(["--user", "operator", "--password-env", "DCMMS_TEST_PW"])
         .env("DCMMS_TEST_PW", "not-the-password")
         .stdin(Stdio::null())

@@ -43,6 +43,10 @@ use crate::session::{self, Connection};
 /// servers usually announce (MaxMonitoredItemsPerCall, MaxNodesPerRead).
 const CHUNK: usize = 500;
 
+/// Most notifications the server may put in one publish response (well
+/// under what the session accepts, [`crate::session::MAX_ARRAY_LENGTH`]).
+const MAX_NOTIFICATIONS_PER_PUBLISH: u32 = 20_000;
+
 /// Most notifications handed to the gateway in one batch.
 const MAX_BATCH: usize = 8192;
 
@@ -349,7 +353,15 @@ impl RunState<'_> {
             let _ = tx.send((item.client_handle(), dv));
         });
         let sub = match session
-            .create_subscription(publishing, keep_alive * 3, keep_alive, 0, 0, true, callback)
+            .create_subscription(
+                publishing,
+                keep_alive * 3,
+                keep_alive,
+                MAX_NOTIFICATIONS_PER_PUBLISH,
+                0,
+                true,
+                callback,
+            )
             .await
         {
             Ok(id) => id,

@@ -22,6 +22,12 @@ use tokio::task::JoinHandle;
 use crate::config::{ConnectPlan, Identity, SecurityModeName, SecurityPolicyName};
 use crate::convert::hint;
 
+/// Most elements of one array in a message (notifications of one publish
+/// response, results of one read).
+pub const MAX_ARRAY_LENGTH: usize = 100_000;
+/// Most chunks of one message: 256 × 64 KiB = 16 MiB.
+const MAX_CHUNKS: usize = 256;
+
 /// Why a session could not be opened.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}{}", hint(*status).map(|h| format!(" ({h})")).unwrap_or_default())]
@@ -73,20 +79,23 @@ fn application(plan: &ConnectPlan) -> ApplicationDescription {
     }
 }
 
+/// The client certificate and key of `plan`, relative to its `pki_dir`
+/// (absolute when configured so).
+fn relative_certificate_paths(plan: &ConnectPlan) -> (PathBuf, PathBuf) {
+    (
+        plan.certificate
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("own/cert.der")),
+        plan.private_key
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("private/private.pem")),
+    )
+}
+
 /// Where the client certificate and key of `plan` live.
 pub fn certificate_paths(plan: &ConnectPlan) -> (PathBuf, PathBuf) {
-    (
-        plan.pki_dir.join(
-            plan.certificate
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("own/cert.der")),
-        ),
-        plan.pki_dir.join(
-            plan.private_key
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("private/private.pem")),
-        ),
-    )
+    let (cert, key) = relative_certificate_paths(plan);
+    (plan.pki_dir.join(cert), plan.pki_dir.join(key))
 }
 
 /// Creates a self-signed application instance certificate (DER, valid ten
@@ -134,17 +143,18 @@ fn mode_of(m: SecurityModeName) -> MessageSecurityMode {
     }
 }
 
-/// Makes sure the client has a certificate when the channel is secured:
-/// creates one when allowed, else says where it is missing.
+/// Makes sure the client has a certificate: creates one when allowed
+/// (also for security None, where servers still ask for the application's
+/// identity), else says where it is missing when the channel is secured.
 fn ensure_certificate(plan: &ConnectPlan) -> Result<(), ConnectError> {
     let (cert, key) = certificate_paths(plan);
     if cert.exists() && key.exists() {
         return Ok(());
     }
-    if plan.policy == SecurityPolicyName::None {
-        return Ok(());
-    }
     if !plan.create_certificate {
+        if plan.policy == SecurityPolicyName::None {
+            return Ok(());
+        }
         return Err(ConnectError::new(
             StatusCode::BadCertificateInvalid,
             format!(
@@ -164,7 +174,8 @@ fn ensure_certificate(plan: &ConnectPlan) -> Result<(), ConnectError> {
 /// (bounded by the connect timeout).
 pub async fn connect(plan: &ConnectPlan) -> Result<Connection, ConnectError> {
     ensure_certificate(plan)?;
-    let (cert, key) = certificate_paths(plan);
+    // The library looks for both relative to pki_dir.
+    let (cert, key) = relative_certificate_paths(plan);
     let mut client = ClientBuilder::new()
         .application_name("dCMMS Edge gateway")
         .application_uri(plan.application_uri.as_str())
@@ -179,6 +190,12 @@ pub async fn connect(plan: &ConnectPlan) -> Result<Connection, ConnectError> {
         .request_timeout(plan.request_timeout)
         .keep_alive_interval(plan.request_timeout.min(std::time::Duration::from_secs(10)))
         .max_failed_keep_alive_count(2)
+        // Publish responses of large subscriptions carry thousands of
+        // notifications; the library's defaults (1,000 array elements,
+        // 320 KiB messages) would drop the connection on the first burst.
+        .max_array_length(MAX_ARRAY_LENGTH)
+        .max_chunk_count(MAX_CHUNKS)
+        .max_message_size(MAX_CHUNKS * 65535)
         .session_name("dcmms-gateway")
         .client()
         .map_err(|errs| ConnectError::new(StatusCode::BadConfigurationError, errs.join("; ")))?;

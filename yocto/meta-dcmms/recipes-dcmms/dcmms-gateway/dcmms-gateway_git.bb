@@ -6,7 +6,7 @@ HOMEPAGE = "https://example.invalid/dcmms-edge"
 SECTION = "net"
 
 # The workspace declares its licence in the root Cargo.toml
-# ([workspace.package] license = "Apache-2.0", line 20). Point this at a
+# ([workspace.package] license = "Apache-2.0", line 21). Point this at a
 # LICENSE file once the repository has one. The crates linked into the
 # binary carry their own (mostly MIT/Apache-2.0) licences.
 LICENSE = "Apache-2.0"
