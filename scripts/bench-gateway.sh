@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Gateway resource benchmark: RSS and CPU of the release gateway with a large
-# device per field protocol of the default build (Modbus TCP and IEC 61850,
-# 1,000 points each by default), every point read once a second, samples
+# device per field protocol of the default build (Modbus TCP, IEC 61850 and
+# OPC UA, 1,000 points each by default), every point read (Modbus, IEC 61850)
+# or changed and notified (OPC UA subscription) once a second, samples
 # flowing through the ring buffer to a hub on loopback.
 #
 # The peers are the PyPI stacks of the driver tests (hil/bench/field_peers.py:
-# pymodbus, and the libiec61850 server of pyiec61850-ng). The baseline,
+# pymodbus, and the libiec61850 server of pyiec61850-ng;
+# hil/peers/opcua_server.py: asyncua). The baseline,
 # measured in the same run, is the same gateway with the same uplink and no
 # devices. Only the gateway process is measured.
 #
 # DNP3 is left out: its library's licence forbids publishing benchmark
-# results of it (README, Licensing). OPC UA is not supported yet.
+# results of it (README, Licensing).
 #
 # Usage: scripts/bench-gateway.sh [--points N] [--seconds S] [--warmup S]
 #   --points   points per device (default 1000)
@@ -37,7 +39,7 @@ for v in "$POINTS" "$SECONDS_" "$WARMUP"; do
   [[ $v =~ ^[0-9]+$ ]] || die "numbers only, not $v"
 done
 PY=${DCMMS_PYTHON:-python3}
-"$PY" -c 'import pymodbus, pyiec61850' 2> /dev/null \
+"$PY" -c 'import pymodbus, pyiec61850, asyncua' 2> /dev/null \
   || die "the Python peers are missing: run scripts/install-test-deps.sh"
 
 echo "building the release gateway and hub..."
@@ -88,13 +90,22 @@ start_peer() {
   echo "  $proto peer on port $(sed -n 's/^PORT //p' "$WORK/$proto.out"), $(grep -c '^POINT' "$WORK/$proto.out") points"
 }
 echo "starting peers ($POINTS points each)..."
-PROTOCOLS=(modbus iec61850)
-for p in "${PROTOCOLS[@]}"; do start_peer "$p"; done
+for p in modbus iec61850; do start_peer "$p"; done
+# The OPC UA server changes every variable once a second.
+"$PY" hil/peers/opcua_server.py --bulk "$POINTS" --period-ms 1000 --pki "$WORK/opcua-server-pki" \
+  > "$WORK/opcua.out" 2> "$WORK/opcua.err" &
+pids+=($!)
+for _ in $(seq 600); do grep -q '^READY' "$WORK/opcua.out" 2> /dev/null && break; sleep 0.1; done
+grep -q '^READY' "$WORK/opcua.out" || { cat "$WORK/opcua.err" >&2; die "opcua peer did not start"; }
+OPCUA_ENDPOINT=$(sed -n 's/^READY //p' "$WORK/opcua.out")
+echo "  opcua peer at $OPCUA_ENDPOINT, $POINTS variables"
+PROTOCOLS=(modbus iec61850 opcua)
 port_of() { sed -n 's/^PORT //p' "$WORK/$1.out"; }
 points_of() { sed -n 's/^POINT //p' "$WORK/$1.out"; }
 
 { echo "name,table,address,data_type"; points_of modbus | awk '{print $1",holding,"$2",i16"}'; } > "$WORK/modbus.csv"
 { echo "name,reference,fc"; points_of iec61850 | awk '{print $1","$2",MX"}'; } > "$WORK/iec61850.csv"
+{ echo "name,node_id,sampling_interval_ms"; for ((i = 0; i < POINTS; i++)); do printf 'v%04d,ns=2;s=Bulk.V%04d,1000\n' "$i" "$i"; done; } > "$WORK/opcua.csv"
 
 gateway_config() { # $1 = file, $2 = with devices (1/0)
   cat > "$1" << TOML
@@ -123,6 +134,13 @@ address = "127.0.0.1:$(port_of iec61850)"
 ied_name = "IED1"
 poll_interval_ms = 1000
 points_file = "iec61850.csv"
+
+[[opcua]]
+name = "opcua-01"
+endpoint = "$OPCUA_ENDPOINT"
+publishing_interval_ms = 1000
+pki_dir = "opcua-pki"
+points_file = "opcua.csv"
 
 TOML
 }

@@ -252,6 +252,15 @@ async fn subscription_data_arrives_with_source_timestamps() {
         point("counter", "ns=2;s=Plant.Counter"),
         point("toggle", "ns=2;s=Plant.Toggle"),
         point("nosrc", "ns=2;s=Plant.NoSourceTs"),
+        {
+            // The counter steps by 1 each period. asyncua 2.1.0 applies an
+            // absolute deadband to the change since the previous value
+            // (not since the last reported one, as Part 4 has it), so with
+            // a deadband of 2 it reports the first value only.
+            let mut p = point("counter_db", "ns=2;s=Plant.Counter");
+            p.deadband = Some(2.0);
+            p
+        },
     ];
     let run = Running::start(&cfg, dir.path());
     run.wait(Duration::from_secs(30), "20 counter values", |r| {
@@ -294,8 +303,14 @@ async fn subscription_data_arrives_with_source_timestamps() {
         .map(|v| v.to_bits())
         .collect();
     assert!(!toggles.is_empty());
+    let filtered = good_values(&run.of("counter_db"));
+    assert_eq!(
+        filtered.len(),
+        1,
+        "steps of 1 stay inside the deadband of 2: {filtered:?}"
+    );
     let subs = run.subs.snapshot();
-    assert_eq!((subs.monitored, subs.polled, subs.refused_items), (4, 0, 0));
+    assert_eq!((subs.monitored, subs.polled, subs.refused_items), (5, 0, 0));
     assert!(subs.notifications >= 40, "{subs:?}");
     let stats = run.stats.snapshot();
     assert!(
