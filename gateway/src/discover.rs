@@ -428,16 +428,7 @@ fn opcua(a: OpcUaArgs) -> anyhow::Result<()> {
     } else {
         dcmms_opcua::write_points_toml(&map)
     };
-    match &a.out {
-        Some(path) => {
-            refuse_existing(path)?;
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("wrote {}", path.display());
-        }
-        None => std::io::stdout().write_all(text.as_bytes())?,
-    }
-    Ok(())
+    emit(&text, a.out.as_deref())
 }
 
 /// `opcua-cert`: creates the client certificate of an `[[opcua]]` device
@@ -509,6 +500,20 @@ fn emit_model(
     Ok(())
 }
 
+/// Writes a point map to `out` (never over an existing file), or to stdout.
+fn emit(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            refuse_existing(path)?;
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
 fn refuse_existing(path: &Path) -> anyhow::Result<()> {
     if path.exists() {
         bail!("{} exists: choose another --out", path.display());
@@ -540,16 +545,7 @@ fn dnp3(a: Dnp3Args) -> anyhow::Result<()> {
         (None, Format::Csv) => MapFormat::Csv,
     };
     let text = dcmms_dnp3::render_point_map(&a.name, &found, format);
-    match &a.out {
-        Some(path) => {
-            refuse_existing(path)?;
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("wrote {}", path.display());
-        }
-        None => std::io::stdout().write_all(text.as_bytes())?,
-    }
-    Ok(())
+    emit(&text, a.out.as_deref())
 }
 
 #[cfg(test)]

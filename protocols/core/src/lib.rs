@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod command;
 pub mod driver;
 pub mod naming;
+pub mod point_file;
 pub mod scaling;
 pub mod stats;
 pub mod value;

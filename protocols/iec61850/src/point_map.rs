@@ -10,8 +10,9 @@
 
 use std::fmt::Write as _;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use dcmms_protocols_core::point_file;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::ControlModel;
@@ -31,33 +32,7 @@ pub const CSV_COLUMNS: [&str; 8] = [
 ];
 const REQUIRED: [&str; 2] = ["name", "reference"];
 
-/// Why a point map was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PointMapError {
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: header: {message}")]
-    Header { path: PathBuf, message: String },
-    #[error("{path}, line {line}: {message}")]
-    Row {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
-    #[error("{path}, line {line}, column `{column}`: {message}")]
-    Cell {
-        path: PathBuf,
-        line: u64,
-        column: &'static str,
-        message: String,
-    },
-    #[error("{path}: {message}")]
-    Toml { path: PathBuf, message: String },
-}
+pub use dcmms_protocols_core::point_file::PointMapError;
 
 /// A TOML point map.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -69,104 +44,20 @@ pub struct PointMapFile {
 
 /// Reads a point map: CSV when the file name ends in `.csv`, TOML otherwise.
 pub fn load_point_map(path: &Path) -> Result<Vec<PointConfig>, PointMapError> {
-    let is_csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let io = |source| PointMapError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    if is_csv {
-        let file = std::fs::File::open(path).map_err(io)?;
-        parse_points_csv(file, path)
-    } else {
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        parse_points_toml(&text, path)
-    }
+    point_file::load(path, parse_points_csv, parse_points_toml)
 }
 
 /// Parses a TOML point map; `path` is only used in error messages.
 pub fn parse_points_toml(text: &str, path: &Path) -> Result<Vec<PointConfig>, PointMapError> {
-    toml::from_str::<PointMapFile>(text)
-        .map(|f| f.points)
-        .map_err(|e| PointMapError::Toml {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+    point_file::parse_toml::<PointMapFile>(text, path).map(|f| f.points)
 }
 
 /// Parses a CSV point map; `path` is only used in error messages.
 pub fn parse_points_csv<R: Read>(input: R, path: &Path) -> Result<Vec<PointConfig>, PointMapError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .comment(Some(b'#'))
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_reader(input);
-    let header_err = |message: String| PointMapError::Header {
-        path: path.to_owned(),
-        message,
-    };
-    let headers = reader
-        .headers()
-        .map_err(|e| header_err(e.to_string()))?
-        .clone();
-    let mut index: [Option<usize>; CSV_COLUMNS.len()] = [None; CSV_COLUMNS.len()];
-    for (i, h) in headers.iter().enumerate() {
-        let h = h.trim_start_matches('\u{feff}').to_ascii_lowercase();
-        let Some(k) = CSV_COLUMNS.iter().position(|c| *c == h) else {
-            return Err(header_err(format!(
-                "unknown column {h:?}; known columns: {}",
-                CSV_COLUMNS.join(",")
-            )));
-        };
-        if index.get_mut(k).and_then(|slot| slot.replace(i)).is_some() {
-            return Err(header_err(format!("column {h:?} appears twice")));
-        }
-    }
-    for req in REQUIRED {
-        let k = CSV_COLUMNS.iter().position(|c| *c == req);
-        if k.and_then(|k| index.get(k).copied().flatten()).is_none() {
-            return Err(header_err(format!("required column {req:?} is missing")));
-        }
-    }
-
     let mut points = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| PointMapError::Row {
-            path: path.to_owned(),
-            line: e.position().map_or(0, |p| p.line()),
-            message: e.to_string(),
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        if record.len() > headers.len() {
-            return Err(PointMapError::Row {
-                path: path.to_owned(),
-                line,
-                message: format!(
-                    "{} cells but the header has {} columns",
-                    record.len(),
-                    headers.len()
-                ),
-            });
-        }
-        let cell = |k: usize| -> &str {
-            index
-                .get(k)
-                .copied()
-                .flatten()
-                .and_then(|i| record.get(i))
-                .unwrap_or("")
-        };
-        let cell_err = |k: usize, message: String| PointMapError::Cell {
-            path: path.to_owned(),
-            line,
-            column: CSV_COLUMNS.get(k).copied().unwrap_or("?"),
-            message,
-        };
+    point_file::read_csv(input, path, &CSV_COLUMNS, &REQUIRED, |r| {
+        let cell = |k: usize| r.cell(k);
+        let cell_err = |k: usize, message: String| r.cell_err(k, message);
         let name = cell(0);
         if name.is_empty() {
             return Err(cell_err(0, "is empty".into()));
@@ -212,7 +103,8 @@ pub fn parse_points_csv<R: Read>(input: R, path: &Path) -> Result<Vec<PointConfi
             p.control_object = Some(cell(7).to_owned());
         }
         points.push(p);
-    }
+        Ok(())
+    })?;
     Ok(points)
 }
 

@@ -8,9 +8,9 @@
 //! file, the line and the column. Parsing never panics on any input.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use dcmms_protocols_core::{ByteOrder, DataType, WordOrder};
+use dcmms_protocols_core::{point_file, ByteOrder, DataType, WordOrder};
 
 use crate::config::{PointConfig, Table};
 
@@ -29,30 +29,7 @@ pub const CSV_COLUMNS: [&str; 9] = [
 const REQUIRED: [&str; 3] = ["name", "table", "address"];
 
 /// Why a CSV point list was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PointsCsvError {
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: header: {message}")]
-    Header { path: PathBuf, message: String },
-    #[error("{path}, line {line}: {message}")]
-    Row {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
-    #[error("{path}, line {line}, column `{column}`: {message}")]
-    Cell {
-        path: PathBuf,
-        line: u64,
-        column: &'static str,
-        message: String,
-    },
-}
+pub use dcmms_protocols_core::point_file::PointMapError as PointsCsvError;
 
 /// Reads a point list from a file.
 pub fn load_points_csv(path: &Path) -> Result<Vec<PointConfig>, PointsCsvError> {
@@ -68,75 +45,10 @@ pub fn parse_points_csv<R: Read>(
     input: R,
     path: &Path,
 ) -> Result<Vec<PointConfig>, PointsCsvError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .comment(Some(b'#'))
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_reader(input);
-
-    let header_err = |message: String| PointsCsvError::Header {
-        path: path.to_owned(),
-        message,
-    };
-    let headers = reader
-        .headers()
-        .map_err(|e| header_err(e.to_string()))?
-        .clone();
-    // Column index for each known column.
-    let mut index: [Option<usize>; CSV_COLUMNS.len()] = [None; CSV_COLUMNS.len()];
-    for (i, h) in headers.iter().enumerate() {
-        let h = h.trim_start_matches('\u{feff}').to_ascii_lowercase();
-        let Some(k) = CSV_COLUMNS.iter().position(|c| *c == h) else {
-            return Err(header_err(format!(
-                "unknown column {h:?}; known columns: {}",
-                CSV_COLUMNS.join(",")
-            )));
-        };
-        if index[k].replace(i).is_some() {
-            return Err(header_err(format!("column {h:?} appears twice")));
-        }
-    }
-    for req in REQUIRED {
-        if CSV_COLUMNS
-            .iter()
-            .position(|c| *c == req)
-            .and_then(|k| index[k])
-            .is_none()
-        {
-            return Err(header_err(format!("required column {req:?} is missing")));
-        }
-    }
-
     let mut points = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| PointsCsvError::Row {
-            path: path.to_owned(),
-            line: e.position().map_or(0, |p| p.line()),
-            message: e.to_string(),
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        if record.len() > headers.len() {
-            return Err(PointsCsvError::Row {
-                path: path.to_owned(),
-                line,
-                message: format!(
-                    "{} cells but the header has {} columns",
-                    record.len(),
-                    headers.len()
-                ),
-            });
-        }
-        let cell = |k: usize| -> &str { index[k].and_then(|i| record.get(i)).unwrap_or("") };
-        let cell_err = |k: usize, message: String| PointsCsvError::Cell {
-            path: path.to_owned(),
-            line,
-            column: CSV_COLUMNS[k],
-            message,
-        };
+    point_file::read_csv(input, path, &CSV_COLUMNS, &REQUIRED, |r| {
+        let cell = |k: usize| r.cell(k);
+        let cell_err = |k: usize, message: String| r.cell_err(k, message);
 
         let name = cell(0);
         if name.is_empty() {
@@ -172,7 +84,8 @@ pub fn parse_points_csv<R: Read>(
             p.writable = parse_bool(cell(8)).map_err(|m| cell_err(8, m))?;
         }
         points.push(p);
-    }
+        Ok(())
+    })?;
     Ok(points)
 }
 

@@ -8,8 +8,9 @@
 //! tables with the fields of [`PointConfig`]. Parsing never panics.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use dcmms_protocols_core::point_file;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DeadbandKind, PointConfig, PointMode, WriteType};
@@ -28,26 +29,7 @@ pub const CSV_COLUMNS: [&str; 10] = [
     "data_type",
 ];
 
-/// Why a point map was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PointMapError {
-    #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: header: {message}")]
-    Header { path: PathBuf, message: String },
-    #[error("{path}, line {line}: {message}")]
-    Row {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
-    #[error("{path}: {message}")]
-    Toml { path: PathBuf, message: String },
-}
+pub use dcmms_protocols_core::point_file::PointMapError;
 
 /// A TOML point map.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -75,85 +57,19 @@ struct CsvRow {
 
 /// Reads a point map: CSV when the file name ends in `.csv`, TOML otherwise.
 pub fn load_point_map(path: &Path) -> Result<Vec<PointConfig>, PointMapError> {
-    let is_csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let io = |source| PointMapError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    if is_csv {
-        parse_points_csv(std::fs::File::open(path).map_err(io)?, path)
-    } else {
-        parse_points_toml(&std::fs::read_to_string(path).map_err(io)?, path)
-    }
+    point_file::load(path, parse_points_csv, parse_points_toml)
 }
 
 /// Parses a TOML point map; `path` is only used in error messages.
 pub fn parse_points_toml(text: &str, path: &Path) -> Result<Vec<PointConfig>, PointMapError> {
-    toml::from_str::<PointMapFile>(text)
-        .map(|f| f.points)
-        .map_err(|e| PointMapError::Toml {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+    point_file::parse_toml::<PointMapFile>(text, path).map(|f| f.points)
 }
 
 /// Parses a CSV point map; `path` is only used in error messages.
 pub fn parse_points_csv<R: Read>(input: R, path: &Path) -> Result<Vec<PointConfig>, PointMapError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .comment(Some(b'#'))
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let header_err = |message: String| PointMapError::Header {
-        path: path.to_owned(),
-        message,
-    };
-    let mut headers = reader
-        .headers()
-        .map_err(|e| header_err(e.to_string()))?
-        .clone();
-    // Headers are case-insensitive and may carry a byte-order mark.
-    headers = headers
-        .iter()
-        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
-        .collect();
-    for (i, h) in headers.iter().enumerate() {
-        if !CSV_COLUMNS.contains(&h) {
-            return Err(header_err(format!(
-                "unknown column {h:?}; known columns: {}",
-                CSV_COLUMNS.join(",")
-            )));
-        }
-        if headers.iter().take(i).any(|o| o == h) {
-            return Err(header_err(format!("column {h:?} appears twice")));
-        }
-    }
-    for req in ["name", "node_id"] {
-        if !headers.iter().any(|h| h == req) {
-            return Err(header_err(format!("required column {req:?} is missing")));
-        }
-    }
-    reader.set_headers(headers.clone());
     let mut points = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| PointMapError::Row {
-            path: path.to_owned(),
-            line: e.position().map_or(0, |p| p.line()),
-            message: e.to_string(),
-        })?;
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        let row: CsvRow = record
-            .deserialize(Some(&headers))
-            .map_err(|e| PointMapError::Row {
-                path: path.to_owned(),
-                line,
-                message: csv_message(&e, &headers),
-            })?;
+    point_file::read_csv(input, path, &CSV_COLUMNS, &["name", "node_id"], |r| {
+        let row: CsvRow = r.deserialize()?;
         points.push(PointConfig {
             name: row.name,
             node_id: row.node_id,
@@ -166,23 +82,9 @@ pub fn parse_points_csv<R: Read>(input: R, path: &Path) -> Result<Vec<PointConfi
             writable: row.writable.unwrap_or(false),
             data_type: row.data_type,
         });
-    }
+        Ok(())
+    })?;
     Ok(points)
-}
-
-/// The useful part of a csv deserialize error (field and reason).
-fn csv_message(e: &csv::Error, headers: &csv::StringRecord) -> String {
-    match e.kind() {
-        csv::ErrorKind::Deserialize { err, .. } => match err.field() {
-            Some(i) => format!(
-                "column `{}`: {}",
-                headers.get(i as usize).unwrap_or("?"),
-                err.kind()
-            ),
-            None => err.kind().to_string(),
-        },
-        _ => e.to_string(),
-    }
 }
 
 /// Writes points as CSV with every column, in the canonical order.
@@ -226,6 +128,7 @@ pub fn write_points_toml(points: &[PointConfig]) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::path::PathBuf;
 
     fn p(path: &str) -> PathBuf {
         PathBuf::from(path)
