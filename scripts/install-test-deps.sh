@@ -31,6 +31,13 @@ fi
 
 need_apt=()
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]} with apt-get"
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" > /dev/null
+fi
 if [ "${DCMMS_SKIP_FUZZ:-0}" != "1" ]; then
   if ! rustup toolchain list | grep -q nightly; then
     log "installing the nightly toolchain for cargo-fuzz"
